@@ -1,0 +1,226 @@
+"""AWS adapters — the only module that imports boto3/botocore.
+
+Clients use botocore's adaptive retry mode with bounded attempts; every HTTP request is counted
+(retries included) so reports can state what a run cost. botocore failures become domain errors
+(``regvault.errors``) whose message says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+)
+
+from .errors import (
+    AccessDenied,
+    BucketNotFound,
+    CredentialsMissing,
+    EndpointUnreachable,
+    InvalidInput,
+    ObjectMissing,
+    ObjectTooLarge,
+    StorageError,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+DEFAULT_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """One entry of ListObjectVersions: an object version or a delete marker."""
+
+    key: str
+    version_id: str
+    last_modified: datetime
+    is_latest: bool
+    is_delete_marker: bool
+    size: int
+    etag: str | None
+
+
+class RequestCounter:
+    """Counts HTTP requests per S3 API operation (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_operation: Counter[str] = Counter()
+
+    def __call__(self, event_name: str = "", **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        with self._lock:
+            self.by_operation[operation] += 1
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.by_operation.values())
+
+
+def s3_client(
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    max_pool_connections: int = 16,
+) -> Any:
+    """A boto3 S3 client with adaptive retries; ``endpoint_url`` for the local emulator."""
+    try:
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+    except ProfileNotFound:
+        raise CredentialsMissing(
+            f"AWS profile {profile!r} not found: check --profile / AWS_PROFILE and ~/.aws/config"
+        ) from None
+    config = Config(
+        retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=5,
+        read_timeout=30,
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
+    return session.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+class S3Store:
+    """Read access to one bucket (and, for restore/setup later, narrowly scoped writes)."""
+
+    def __init__(self, bucket: str, client: Any) -> None:
+        if not bucket:
+            raise InvalidInput("no bucket given: pass --bucket or set REGVAULT_BUCKET")
+        self.bucket = bucket
+        self.client = client
+        self.requests = RequestCounter()
+        client.meta.events.register("before-send.s3", self.requests)
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.client.meta.endpoint_url)
+
+    @contextmanager
+    def _errors(self, operation: str, key: str | None = None) -> Iterator[None]:
+        try:
+            yield
+        except ClientError as exc:
+            raise self._translate(exc, operation, key) from None
+        except EndpointConnectionError as exc:
+            raise EndpointUnreachable(
+                f"cannot reach S3 at {exc.kwargs.get('endpoint_url', self.endpoint)}: "
+                "check --endpoint-url / AWS_ENDPOINT_URL and that the service is running"
+            ) from None
+        except NoCredentialsError:
+            raise CredentialsMissing(
+                "no AWS credentials found: set AWS_PROFILE/--profile or AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY"
+            ) from None
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 {operation} failed: {exc}") from None
+
+    def _translate(self, exc: ClientError, operation: str, key: str | None) -> Exception:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        where = f"s3://{self.bucket}/{key}" if key else f"bucket {self.bucket!r}"
+        if code == "NoSuchBucket":
+            return BucketNotFound(f"bucket {self.bucket!r} does not exist (check --bucket / REGVAULT_BUCKET)")
+        if code in ("NoSuchKey", "NoSuchVersion", "404") or (status == 404 and key):
+            return ObjectMissing(f"{where} has no such object or version")
+        if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
+            return AccessDenied(
+                f"access denied for s3:{operation} on {where}: check the credentials in use and "
+                "that their policy allows it"
+            )
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+            return CredentialsMissing(f"S3 rejected the credentials ({code}): refresh or fix them")
+        if status == 404:
+            return BucketNotFound(f"bucket {self.bucket!r} does not exist (check --bucket / REGVAULT_BUCKET)")
+        logger.error("S3 %s on %s failed: %s %s", operation, where, code, error.get("Message"))
+        return StorageError(f"S3 {operation} on {where} failed: {code or status} {error.get('Message', '')}".strip())
+
+    # --- bucket ----------------------------------------------------------------------------
+    def check_bucket(self) -> None:
+        with self._errors("HeadBucket"):
+            self.client.head_bucket(Bucket=self.bucket)
+
+    def versioning_status(self) -> str | None:
+        """'Enabled', 'Suspended' or None (never enabled)."""
+        with self._errors("GetBucketVersioning"):
+            status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+        return str(status) if status else None
+
+    # --- listing ---------------------------------------------------------------------------
+    def list_versions(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[VersionRecord]]:
+        """Yield pages of ListObjectVersions below ``prefix`` (versions and delete markers).
+
+        Within a key, records come newest first as S3 returns them; a page may end inside a key.
+        """
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
+        while True:
+            with self._errors("ListObjectVersions"):
+                response = self.client.list_object_versions(**params)
+            yield _records(response)
+            if not response.get("IsTruncated"):
+                return
+            params["KeyMarker"] = response.get("NextKeyMarker")
+            if response.get("NextVersionIdMarker"):
+                params["VersionIdMarker"] = response["NextVersionIdMarker"]
+            else:
+                params.pop("VersionIdMarker", None)
+
+    # --- objects ---------------------------------------------------------------------------
+    def get_bytes(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes:
+        """Read one object (version). Refuses to read more than ``max_bytes`` into memory."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id:
+            params["VersionId"] = version_id
+        if max_bytes is not None:
+            params["Range"] = f"bytes=0-{max_bytes}"
+        with self._errors("GetObject", key):
+            response = self.client.get_object(**params)
+            body = response["Body"].read()
+        if max_bytes is not None and len(body) > max_bytes:
+            raise ObjectTooLarge(f"s3://{self.bucket}/{key} is larger than {max_bytes} bytes")
+        return bytes(body)
+
+
+def _records(response: dict[str, Any]) -> list[VersionRecord]:
+    out = [
+        VersionRecord(
+            key=item["Key"],
+            version_id=item.get("VersionId") or "null",
+            last_modified=item["LastModified"],
+            is_latest=bool(item.get("IsLatest")),
+            is_delete_marker=False,
+            size=int(item.get("Size", 0)),
+            etag=str(item["ETag"]).strip('"') if item.get("ETag") else None,
+        )
+        for item in response.get("Versions", ())
+    ]
+    out += [
+        VersionRecord(
+            key=item["Key"],
+            version_id=item.get("VersionId") or "null",
+            last_modified=item["LastModified"],
+            is_latest=bool(item.get("IsLatest")),
+            is_delete_marker=True,
+            size=0,
+            etag=None,
+        )
+        for item in response.get("DeleteMarkers", ())
+    ]
+    return out

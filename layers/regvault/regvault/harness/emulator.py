@@ -1,0 +1,77 @@
+"""The local AWS emulator: moto server with regvault's S3 fidelity fixes, on 127.0.0.1.
+
+Run as ``python -m regvault.harness.emulator --port N``; ``S3Emulator`` starts and stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from .processes import Supervisor, free_port, wait_for_http
+
+ACCESS_KEY = "testing"
+SECRET_KEY = "testing"  # noqa: S105 - the emulator accepts any credentials
+REGION = "us-east-1"
+
+
+class S3Emulator:
+    def __init__(self, supervisor: Supervisor, port: int | None = None) -> None:
+        self.supervisor = supervisor
+        self.port = port or free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        env.pop("AWS_CA_BUNDLE", None)
+        self.proc = supervisor.start(
+            "emulator",
+            [sys.executable, "-m", "regvault.harness.emulator", "--port", str(self.port)],
+            env=env,
+        )
+        wait_for_http(
+            f"{self.endpoint_url}/moto-api/",
+            lambda status: status == 200,
+            self.proc,
+            "S3 emulator (moto server)",
+            lambda: supervisor.log_tail("emulator"),
+        )
+
+    def client_env(self) -> dict[str, str]:
+        """Environment for clients of the emulator (the CLI, boto3, tests)."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
+
+    def client(self, service: str = "s3") -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            region_name=REGION,
+            config=Config(s3={"addressing_style": "path"}),
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="moto server with regvault's S3 fidelity fixes")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    from moto import server
+
+    from .moto_patches import apply
+
+    apply()
+    server.main(["-H", "127.0.0.1", "-p", str(args.port)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Two fidelity fixes for moto's S3 (moto 5.2.x), applied in the emulator process only.
+
+1. Delimiter listings (ListObjects/ListObjectsV2) must not report a "folder" whose keys are all
+   delete-marked. moto computes folders before it drops delete markers, so the registry kept
+   listing deleted tags and repositories. Real S3 only rolls up keys whose latest version is data.
+2. ListObjectVersions deep-copied every version of every key (bodies included) on every call and
+   then sorted them all: seconds per page on a registry-sized bucket. This version reads the keys
+   in name order, starts at the marker with a binary search, and copies nothing. It never copies
+   or closes a key's data buffer: moto's key objects close their buffer when garbage-collected, and
+   a shared-buffer copy being collected made the registry read closed files (HTTP 500).
+
+Each fix has its own test (tests/unit/test_moto_patches.py).
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+from moto.s3 import models as s3_models
+
+_APPLIED = False
+
+
+def list_objects(
+    self: Any,
+    bucket: Any,
+    prefix: str | None,
+    delimiter: str | None,
+    marker: str | None,
+    max_keys: int | None,
+) -> Any:
+    """moto's list_objects, with delete-marked keys dropped *before* folders are rolled up."""
+    if isinstance(bucket, s3_models.FakeTableStorageBucket):
+        raise s3_models.MethodNotAllowed()
+    key_results = []
+    folder_results = set()
+    prefix = prefix or ""
+    for key_name, key in bucket.keys.items():
+        if isinstance(key, s3_models.FakeDeleteMarker):  # fix 1
+            continue
+        if not key_name.startswith(prefix):
+            continue
+        rest = key_name[len(prefix) :]
+        if delimiter and delimiter in rest:
+            folder_results.add(prefix + rest.split(delimiter)[0] + delimiter)
+        else:
+            key_results.append(key)
+    key_results.sort(key=lambda key: key.name)
+    folders = sorted(folder_results)
+    if marker:
+        limit = self._pagination_tokens.get(marker) or marker
+        key_results = self._get_results_from_token(key_results, limit)
+    if max_keys is not None:
+        key_results, is_truncated, next_marker = self._truncate_result(key_results, max_keys)
+    else:
+        is_truncated, next_marker = False, None
+    return key_results, folders, is_truncated, next_marker
+
+
+def list_object_versions(
+    self: Any,
+    bucket_name: str,
+    delimiter: str | None = None,
+    key_marker: str | None = None,
+    max_keys: int | None = 1000,
+    prefix: str = "",
+    version_id_marker: str | None = None,
+) -> Any:
+    """S3 semantics: keys in name order, each key's versions newest first, markers exclusive."""
+    bucket = self.get_bucket(bucket_name)
+    prefix = prefix or ""
+    store = bucket.keys
+    names = sorted(name for name in dict.keys(store) if name.startswith(prefix))
+    versions: list[Any] = []
+    delete_markers: list[Any] = []
+    common_prefixes: list[str] = []
+    limit = 1000 if max_keys is None else max_keys
+    count = 0
+    next_key_marker = next_version_marker = None
+    last_name: str | None = None
+    last_version: str | None = None
+
+    start = 0
+    if key_marker:
+        start = bisect.bisect_left(names, key_marker)
+    i = start
+    truncated = False
+    while i < len(names):
+        name = names[i]
+        if delimiter:
+            cut = name.find(delimiter, len(prefix))
+            if cut >= 0:
+                rolled = name[: cut + len(delimiter)]
+                if key_marker and rolled <= key_marker:
+                    i += 1
+                    continue
+                if count >= limit:
+                    truncated = True
+                    break
+                common_prefixes.append(rolled)
+                count += 1
+                last_name, last_version = rolled, None
+                # skip every key under this common prefix
+                i = bisect.bisect_left(names, rolled[:-1] + chr(ord(rolled[-1]) + 1), i)
+                continue
+        # newest first: moto appends versions oldest first
+        key_versions = list(reversed(store.getlist(name)))
+        skip_until: str | None = None
+        if key_marker and name == key_marker:
+            if not version_id_marker:
+                i += 1
+                continue
+            skip_until = version_id_marker
+        elif key_marker and name < key_marker:
+            i += 1
+            continue
+        for position, version in enumerate(key_versions):
+            if skip_until is not None:
+                if version.version_id == skip_until:
+                    skip_until = None
+                continue
+            if count >= limit:
+                truncated = True
+                break
+            version.is_latest = position == 0
+            if isinstance(version, s3_models.FakeDeleteMarker):
+                delete_markers.append(version)
+            else:
+                versions.append(version)
+            count += 1
+            last_name, last_version = name, version.version_id
+        if truncated:
+            break
+        i += 1
+    if truncated:
+        next_key_marker, next_version_marker = last_name, last_version
+    return versions, common_prefixes, delete_markers, next_key_marker, next_version_marker
+
+
+def apply() -> None:
+    """Patch moto's S3 backend in this process (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    s3_models.S3Backend.list_objects = list_objects  # type: ignore[method-assign]
+    s3_models.S3Backend.list_object_versions = list_object_versions  # type: ignore[method-assign]
+    _APPLIED = True
