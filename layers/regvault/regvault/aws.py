@@ -98,7 +98,7 @@ def s3_client(
 
 
 class S3Store:
-    """Read access to one bucket (and, for restore/setup later, narrowly scoped writes)."""
+    """Access to one bucket. Give each store its own client: requests are counted on the client."""
 
     def __init__(self, bucket: str, client: Any) -> None:
         if not bucket:
@@ -118,9 +118,9 @@ class S3Store:
             yield
         except ClientError as exc:
             raise self._translate(exc, operation, key) from None
-        except EndpointConnectionError as exc:
+        except EndpointConnectionError:
             raise EndpointUnreachable(
-                f"cannot reach S3 at {exc.kwargs.get('endpoint_url', self.endpoint)}: "
+                f"cannot reach S3 at {self.endpoint}: "
                 "check --endpoint-url / AWS_ENDPOINT_URL and that the service is running"
             ) from None
         except NoCredentialsError:
@@ -140,13 +140,13 @@ class S3Store:
             return BucketNotFound(f"bucket {self.bucket!r} does not exist (check --bucket / REGVAULT_BUCKET)")
         if code in ("NoSuchKey", "NoSuchVersion", "404") or (status == 404 and key):
             return ObjectMissing(f"{where} has no such object or version")
+        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+            return CredentialsMissing(f"S3 rejected the credentials ({code}): refresh or fix them")
         if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
             return AccessDenied(
                 f"access denied for s3:{operation} on {where}: check the credentials in use and "
                 "that their policy allows it"
             )
-        if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
-            return CredentialsMissing(f"S3 rejected the credentials ({code}): refresh or fix them")
         if status == 404:
             return BucketNotFound(f"bucket {self.bucket!r} does not exist (check --bucket / REGVAULT_BUCKET)")
         logger.error("S3 %s on %s failed: %s %s", operation, where, code, error.get("Message"))

@@ -101,9 +101,11 @@ def parse_manifest(body: bytes) -> Manifest:
     media_type = doc.get("mediaType")
     if media_type is not None and not isinstance(media_type, str):
         raise ManifestError("mediaType is not a string")
+    if isinstance(version, bool):
+        raise ManifestError(f"unsupported schemaVersion {version!r}")
     if version == 1 or media_type in SCHEMA1_TYPES:
         return _parse_schema1(doc, body)
-    if version != 2 or isinstance(version, bool):
+    if version != 2:
         raise ManifestError(f"unsupported schemaVersion {str(version)[:20]!r}")
     if media_type is None:
         # OCI allows omitting mediaType; decide by shape as distribution does.

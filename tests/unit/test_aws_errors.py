@@ -1,0 +1,38 @@
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from regvault.aws import S3Store
+from regvault.errors import AccessDenied, BucketNotFound, CredentialsMissing, ObjectMissing, ObjectTooLarge, StorageError
+
+
+def _error(code, status):
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "key", "kind", "text"),
+    [
+        ("NoSuchBucket", 404, None, BucketNotFound, "does not exist"),
+        ("NoSuchKey", 404, "k", ObjectMissing, "s3://b/k"),
+        ("AccessDenied", 403, None, AccessDenied, "access denied for s3:ListObjectVersions"),
+        ("InvalidAccessKeyId", 403, None, CredentialsMissing, "rejected the credentials"),
+        ("SignatureDoesNotMatch", 400, None, CredentialsMissing, "rejected the credentials"),
+        ("SlowDown", 503, None, StorageError, "SlowDown"),
+    ],
+)
+def test_client_errors_become_domain_errors(code, status, key, kind, text):
+    store = S3Store("b", boto3.client("s3", region_name="us-east-1"))
+    err = store._translate(_error(code, status), "ListObjectVersions", key)
+    assert isinstance(err, kind) and text in str(err) and "\n" not in str(err)
+
+
+def test_missing_version_and_size_guard(s3, bucket):
+    store = S3Store(bucket, s3)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x" * 100)
+    with pytest.raises(ObjectMissing):
+        store.get_bytes("absent")
+    with pytest.raises(ObjectTooLarge):
+        store.get_bytes("k", max_bytes=10)
+    assert store.get_bytes("k", max_bytes=100) == b"x" * 100
+    assert store.versioning_status() == "Enabled"

@@ -1,0 +1,138 @@
+"""Each emulator fidelity fix (regvault.harness.moto_patches) proven on its own."""
+
+import random
+import tracemalloc
+
+import pytest
+from moto.s3 import models as s3_models
+
+from regvault.harness import moto_patches
+
+ORIGINAL_LIST_OBJECTS = s3_models.S3Backend.list_objects
+ORIGINAL_LIST_VERSIONS = s3_models.S3Backend.list_object_versions
+
+
+@pytest.fixture
+def patched(monkeypatch):
+    monkeypatch.setattr(s3_models.S3Backend, "list_objects", moto_patches.list_objects)
+    monkeypatch.setattr(s3_models.S3Backend, "list_object_versions", moto_patches.list_object_versions)
+
+
+def _folders(s3, bucket, prefix):
+    out = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
+    v1 = s3.list_objects(Bucket=bucket, Prefix=prefix, Delimiter="/")
+    assert [p["Prefix"] for p in v1.get("CommonPrefixes", [])] == [p["Prefix"] for p in out.get("CommonPrefixes", [])]
+    return [p["Prefix"] for p in out.get("CommonPrefixes", [])]
+
+
+def _tags_bucket(s3, bucket):
+    tags = "docker/registry/v2/repositories/app/_manifests/tags/"
+    for tag in ("v1", "v2"):
+        s3.put_object(Bucket=bucket, Key=f"{tags}{tag}/current/link", Body=b"x")
+        s3.put_object(Bucket=bucket, Key=f"{tags}{tag}/index/sha256/ab/link", Body=b"x")
+    # the registry deletes a tag: delete markers on every key below it
+    s3.delete_object(Bucket=bucket, Key=f"{tags}v2/current/link")
+    s3.delete_object(Bucket=bucket, Key=f"{tags}v2/index/sha256/ab/link")
+    return tags
+
+
+def test_fix1_unpatched_moto_lists_folders_of_deleted_keys(s3, bucket):
+    # Given the stock moto: the deleted tag is still listed (why the fix exists)
+    tags = _tags_bucket(s3, bucket)
+    assert _folders(s3, bucket, tags) == [f"{tags}v1/", f"{tags}v2/"]
+
+
+def test_fix1_delimiter_listing_hides_all_delete_marked_folders(s3, bucket, patched):
+    tags = _tags_bucket(s3, bucket)
+    assert _folders(s3, bucket, tags) == [f"{tags}v1/"]
+    # a folder with one live key left is still listed
+    s3.put_object(Bucket=bucket, Key=f"{tags}v2/current/link", Body=b"y")
+    assert _folders(s3, bucket, tags) == [f"{tags}v1/", f"{tags}v2/"]
+    # plain listings still hide delete-marked keys and keep pagination
+    s3.delete_object(Bucket=bucket, Key=f"{tags}v1/current/link")
+    keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, PaginationConfig={"PageSize": 1}) for o in p.get("Contents", [])]
+    assert keys == [f"{tags}v1/index/sha256/ab/link", f"{tags}v2/current/link"]
+
+
+def _random_history(s3, bucket, seed):
+    rng = random.Random(seed)
+    names = [f"k/{c}{i}" for c in "abc" for i in range(rng.randint(1, 4))]
+    for _ in range(60):
+        name = rng.choice(names)
+        if rng.random() < 0.25:
+            s3.delete_object(Bucket=bucket, Key=name)
+        else:
+            s3.put_object(Bucket=bucket, Key=name, Body=rng.randbytes(rng.randint(0, 50)))
+
+
+def _all_versions(s3, bucket, page_size, prefix=""):
+    seen, requests = [], 0
+    paginator = s3.get_paginator("list_object_versions")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}):
+        requests += 1
+        for kind in ("Versions", "DeleteMarkers"):
+            for v in page.get(kind, []):
+                seen.append((v["Key"], v["VersionId"], kind, v["IsLatest"]))
+    return seen, requests
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("page_size", [1, 2, 3, 7, 1000])
+def test_fix2_same_versions_as_moto_for_every_page_size(s3, bucket, monkeypatch, seed, page_size):
+    # Given a random history of puts and deletes
+    _random_history(s3, bucket, seed)
+    original, _ = _all_versions(s3, bucket, 1000)
+    # When the patched listing pages through it
+    monkeypatch.setattr(s3_models.S3Backend, "list_object_versions", moto_patches.list_object_versions)
+    patched, requests = _all_versions(s3, bucket, page_size)
+    # Then every version comes exactly once, and the same set as moto's own listing
+    assert len(patched) == len(set(patched))
+    assert {v[:3] for v in patched} == {v[:3] for v in original}
+    assert requests == max(1, -(-len(patched) // page_size))
+    # and IsLatest is the version a GET sees
+    for key, version_id, kind, latest in patched:
+        if latest and kind == "Versions":
+            assert s3.head_object(Bucket=bucket, Key=key)["VersionId"] == version_id
+
+
+def test_fix2_versions_of_a_key_come_newest_first(s3, bucket, patched):
+    for body in (b"1", b"2", b"3"):
+        s3.put_object(Bucket=bucket, Key="k", Body=body)
+    ids = [s3.get_object(Bucket=bucket, Key="k", VersionId=v["VersionId"])["Body"].read()
+           for v in s3.list_object_versions(Bucket=bucket)["Versions"]]
+    assert ids == [b"3", b"2", b"1"]
+
+
+def test_fix2_prefix_and_delimiter(s3, bucket, patched):
+    for key in ("a/1", "a/2", "b/x/1", "b/y", "c"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b".")
+    out = s3.list_object_versions(Bucket=bucket, Prefix="b/", Delimiter="/")
+    assert [v["Key"] for v in out["Versions"]] == ["b/y"]
+    assert [p["Prefix"] for p in out["CommonPrefixes"]] == ["b/x/"]
+    out = s3.list_object_versions(Bucket=bucket, Delimiter="/")
+    assert [p["Prefix"] for p in out["CommonPrefixes"]] == ["a/", "b/"]
+    assert [v["Key"] for v in out["Versions"]] == ["c"]
+
+
+def test_fix2_listing_copies_no_object_bodies(s3, bucket):
+    # Given 24 versions of 1 MiB each
+    for i in range(12):
+        for _ in range(2):
+            s3.put_object(Bucket=bucket, Key=f"big/{i}", Body=random.randbytes(1024 * 1024))
+    backend = s3_models.s3_backends["123456789012"]["global"]
+
+    def peak(fn):
+        tracemalloc.start()
+        fn(backend, bucket, max_keys=1000)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    # Then stock moto copies every body (tens of MiB) and the patched listing copies none
+    assert peak(ORIGINAL_LIST_VERSIONS) > 20 * 1024 * 1024
+    assert peak(moto_patches.list_object_versions) < 1024 * 1024
+    # and the keys stay readable afterwards (no buffer was closed by a copy being collected)
+    import gc
+
+    gc.collect()
+    assert len(s3.get_object(Bucket=bucket, Key="big/3")["Body"].read()) == 1024 * 1024
