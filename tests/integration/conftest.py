@@ -8,7 +8,6 @@ import pytest
 from regvault.harness.local import LocalRegistry, push_samples
 
 
-
 def pytest_collection_modifyitems(items):
     for item in items:
         if "/integration/" in str(item.fspath):

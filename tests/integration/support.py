@@ -9,7 +9,9 @@ from typing import Any
 from regvault.harness.local import LocalRegistry
 
 
-def registry_request(env: LocalRegistry, method: str, path: str, headers: dict[str, str] | None = None) -> int:
+def registry_request(
+    env: LocalRegistry, method: str, path: str, headers: dict[str, str] | None = None
+) -> int:
     token = base64.b64encode(f"{env.registry.user}:{env.registry.password}".encode()).decode()
     request = urllib.request.Request(
         f"http://{env.registry.address}{path}",

@@ -39,7 +39,9 @@ def test_overwrites_show_as_history_newest_first(history, capsys, cli_env):
     assert tag["history"] == [v3, v2, v1] and tag["earlier_digests"] == 2
     # links resolved from ETags: the only GETs are the two live manifests (for their media type)
     live_manifests = 2
-    assert doc["summary"]["s3_requests"] == math.ceil(doc["summary"]["object_versions"] / 1000) + live_manifests
+    assert (
+        doc["summary"]["s3_requests"] == math.ceil(doc["summary"]["object_versions"] / 1000) + live_manifests
+    )
 
 
 def test_manifest_delete_shows_tag_deleted_and_registry_stops_listing_it(history, capsys, cli_env):

@@ -86,7 +86,9 @@ def test_manifests_of_all_four_media_types_parse_to_what_skopeo_sent(samples):
             for child in manifest.children:
                 child_manifest = parse_manifest(_s3_bytes(env, str(child.digest)))
                 assert child_manifest.kind == "image"
-                assert child_manifest.media_type == (DOCKER_SCHEMA2 if media_type == DOCKER_LIST else OCI_MANIFEST)
+                assert child_manifest.media_type == (
+                    DOCKER_SCHEMA2 if media_type == DOCKER_LIST else OCI_MANIFEST
+                )
                 assert {str(x.digest): x.size for x in child_manifest.layers}.items() <= built.blobs.items()
 
 

@@ -30,7 +30,11 @@ def oci_manifest(config: Digest, layers: list[Digest]) -> bytes:
         {
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": str(config), "size": 2},
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": str(config),
+                "size": 2,
+            },
             "layers": [
                 {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": str(x), "size": 3}
                 for x in layers

@@ -5,7 +5,6 @@ import pytest
 from moto import mock_aws
 
 
-
 @pytest.fixture
 def s3() -> Iterator[Any]:
     with mock_aws():

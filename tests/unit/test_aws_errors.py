@@ -3,11 +3,20 @@ import pytest
 from botocore.exceptions import ClientError
 
 from regvault.aws import S3Store
-from regvault.errors import AccessDenied, BucketNotFound, CredentialsMissing, ObjectMissing, ObjectTooLarge, StorageError
+from regvault.errors import (
+    AccessDenied,
+    BucketNotFound,
+    CredentialsMissing,
+    ObjectMissing,
+    ObjectTooLarge,
+    StorageError,
+)
 
 
 def _error(code, status):
-    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+    return ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op"
+    )
 
 
 @pytest.mark.parametrize(

@@ -22,9 +22,15 @@ def test_ls_reports_history_deleted_tags_and_repositories(s3, bucket):
     w.delete(TagCurrentLink("team/app", "old"))
     w.delete(TagIndexLink("team/app", "old", first))
     gone = push_image(w, "gone/repo", "x", "c")
-    for entity in (TagCurrentLink("gone/repo", "x"), TagIndexLink("gone/repo", "x", gone), RevisionLink("gone/repo", gone)):
+    for entity in (
+        TagCurrentLink("gone/repo", "x"),
+        TagIndexLink("gone/repo", "x", gone),
+        RevisionLink("gone/repo", gone),
+    ):
         w.delete(entity)
-    for history in s3.list_object_versions(Bucket=bucket, Prefix="docker/registry/v2/repositories/gone/repo/_layers/")["Versions"]:
+    for history in s3.list_object_versions(
+        Bucket=bucket, Prefix="docker/registry/v2/repositories/gone/repo/_layers/"
+    )["Versions"]:
         s3.delete_object(Bucket=bucket, Key=history["Key"])
     store = S3Store(bucket, boto3.client("s3", region_name="us-east-1"))
 

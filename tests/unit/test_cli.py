@@ -48,7 +48,9 @@ def test_table_output_and_output_file(registry, capsys, tmp_path):
     assert code == 0
     assert "team/app" in out and "oci-manifest" in out and "2 repositories, 2 tags" in out
     target = tmp_path / "ls.json"
-    code, out, _ = run(capsys, "ls", "--bucket", "reg", "--root", "team-root", "--format", "json", "--output", str(target))
+    code, out, _ = run(
+        capsys, "ls", "--bucket", "reg", "--root", "team-root", "--format", "json", "--output", str(target)
+    )
     assert code == 0 and out == ""
     assert json.loads(target.read_text())["summary"]["tags"] == 2
 
@@ -77,7 +79,10 @@ def test_unreachable_endpoint_is_one_line(capsys):
         port = s.getsockname()[1]
     code, out, err = run(capsys, "ls", "--bucket", "b", "--endpoint-url", f"http://127.0.0.1:{port}")
     assert code == 2 and out == ""
-    assert err == f"regvault: error: cannot reach S3 at http://127.0.0.1:{port}: check --endpoint-url / AWS_ENDPOINT_URL and that the service is running\n"
+    assert (
+        err == f"regvault: error: cannot reach S3 at http://127.0.0.1:{port}: check --endpoint-url / "
+        "AWS_ENDPOINT_URL and that the service is running\n"
+    )
 
 
 def test_help_explains_with_examples(capsys):

@@ -33,7 +33,8 @@ def _history_bucket(s3, bucket):
 
 def _snapshot(inv: Inventory):
     return {
-        h.key: [(v.version_id, v.is_delete_marker, v.is_latest, v.size, v.etag) for v in h.versions] for h in inv
+        h.key: [(v.version_id, v.is_delete_marker, v.is_latest, v.size, v.etag) for v in h.versions]
+        for h in inv
     }
 
 
@@ -53,7 +54,10 @@ def test_walk_pages_split_inside_a_key_give_the_same_inventory(s3, bucket, listi
     assert store.requests.by_operation["ListObjectVersions"] == -(-10 // page_size)
     tag = inv.get(w.layout.key(TagCurrentLink("team/app", "1.0")))
     assert tag is not None and tag.deleted and tag.latest.is_delete_marker
-    bodies = [s3.get_object(Bucket=bucket, Key=tag.key, VersionId=v.version_id)["Body"].read() for v in tag.data_versions]
+    bodies = [
+        s3.get_object(Bucket=bucket, Key=tag.key, VersionId=v.version_id)["Body"].read()
+        for v in tag.data_versions
+    ]
     assert bodies == [digest_of(x).link_body() for x in ("c", "b", "a")]  # newest first
     assert inv.live_keys == 4
 

@@ -31,7 +31,10 @@ PREFIX = "docker/registry/v2/"
             TagIndexLink("team/app", "latest", D),
             f"repositories/team/app/_manifests/tags/latest/index/sha256/{D.hex}/link",
         ),
-        (UploadObject("app", "0f1e-uuid", "hashstates/sha256/0"), "repositories/app/_uploads/0f1e-uuid/hashstates/sha256/0"),
+        (
+            UploadObject("app", "0f1e-uuid", "hashstates/sha256/0"),
+            "repositories/app/_uploads/0f1e-uuid/hashstates/sha256/0",
+        ),
     ],
 )
 def test_entity_key_round_trip(entity, relative):
@@ -90,9 +93,11 @@ def test_shard_prefixes_are_disjoint_and_cover_blobs():
         layout.shard_prefixes(3)
 
 
-names = st.lists(st.from_regex(r"[a-z0-9]+(?:[._-][a-z0-9]+)?", fullmatch=True), min_size=1, max_size=4).map(
-    "/".join
-).filter(lambda n: len(n) <= 255)
+names = (
+    st.lists(st.from_regex(r"[a-z0-9]+(?:[._-][a-z0-9]+)?", fullmatch=True), min_size=1, max_size=4)
+    .map("/".join)
+    .filter(lambda n: len(n) <= 255)
+)
 tags = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
 digests = st.binary(min_size=0, max_size=8).map(Digest.of)
 

@@ -21,7 +21,9 @@ def patched(monkeypatch):
 def _folders(s3, bucket, prefix):
     out = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
     v1 = s3.list_objects(Bucket=bucket, Prefix=prefix, Delimiter="/")
-    assert [p["Prefix"] for p in v1.get("CommonPrefixes", [])] == [p["Prefix"] for p in out.get("CommonPrefixes", [])]
+    assert [p["Prefix"] for p in v1.get("CommonPrefixes", [])] == [
+        p["Prefix"] for p in out.get("CommonPrefixes", [])
+    ]
     return [p["Prefix"] for p in out.get("CommonPrefixes", [])]
 
 
@@ -50,7 +52,11 @@ def test_fix1_delimiter_listing_hides_all_delete_marked_folders(s3, bucket, patc
     assert _folders(s3, bucket, tags) == [f"{tags}v1/", f"{tags}v2/"]
     # plain listings still hide delete-marked keys and keep pagination
     s3.delete_object(Bucket=bucket, Key=f"{tags}v1/current/link")
-    keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, PaginationConfig={"PageSize": 1}) for o in p.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, PaginationConfig={"PageSize": 1})
+        for o in p.get("Contents", [])
+    ]
     assert keys == [f"{tags}v1/index/sha256/ab/link", f"{tags}v2/current/link"]
 
 
@@ -98,8 +104,10 @@ def test_fix2_same_versions_as_moto_for_every_page_size(s3, bucket, monkeypatch,
 def test_fix2_versions_of_a_key_come_newest_first(s3, bucket, patched):
     for body in (b"1", b"2", b"3"):
         s3.put_object(Bucket=bucket, Key="k", Body=body)
-    ids = [s3.get_object(Bucket=bucket, Key="k", VersionId=v["VersionId"])["Body"].read()
-           for v in s3.list_object_versions(Bucket=bucket)["Versions"]]
+    ids = [
+        s3.get_object(Bucket=bucket, Key="k", VersionId=v["VersionId"])["Body"].read()
+        for v in s3.list_object_versions(Bucket=bucket)["Versions"]
+    ]
     assert ids == [b"3", b"2", b"1"]
 
 

@@ -21,8 +21,15 @@ def test_aws_config_uses_instance_role_and_region_endpoint():
     cfg = yaml.safe_load(text)
     s3 = cfg["storage"]["s3"]
     assert "regionendpoint" not in s3 and "accesskey" not in s3 and "secretkey" not in s3
-    assert s3 == {"region": "eu-west-1", "bucket": "b", "encrypt": True, "secure": True, "v4auth": True,
-                  "chunksize": 10 * 1024 * 1024, "rootdirectory": "/reg"}
+    assert s3 == {
+        "region": "eu-west-1",
+        "bucket": "b",
+        "encrypt": True,
+        "secure": True,
+        "v4auth": True,
+        "chunksize": 10 * 1024 * 1024,
+        "rootdirectory": "/reg",
+    }
     assert cfg["version"] == "0.1"
     assert cfg["http"]["tls"] == {"certificate": "/etc/registry/tls.crt", "key": "/etc/registry/tls.key"}
     assert cfg["auth"]["htpasswd"]["path"] == "/etc/registry/htpasswd"
@@ -33,9 +40,17 @@ def test_aws_config_uses_instance_role_and_region_endpoint():
 
 def test_emulator_config_has_endpoint_and_keys():
     cfg = yaml.safe_load(
-        render(RegistrySettings(bucket="b", region="us-east-1", s3_endpoint="http://127.0.0.1:9000",
-                                access_key="k", secret_key="s", chunk_size=5 * 1024 * 1024,
-                                blob_descriptor_cache="inmemory"))
+        render(
+            RegistrySettings(
+                bucket="b",
+                region="us-east-1",
+                s3_endpoint="http://127.0.0.1:9000",
+                access_key="k",
+                secret_key="s",
+                chunk_size=5 * 1024 * 1024,
+                blob_descriptor_cache="inmemory",
+            )
+        )
     )
     s3 = cfg["storage"]["s3"]
     assert s3["regionendpoint"] == "http://127.0.0.1:9000" and s3["secure"] is False

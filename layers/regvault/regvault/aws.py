@@ -150,7 +150,9 @@ class S3Store:
         if status == 404:
             return BucketNotFound(f"bucket {self.bucket!r} does not exist (check --bucket / REGVAULT_BUCKET)")
         logger.error("S3 %s on %s failed: %s %s", operation, where, code, error.get("Message"))
-        return StorageError(f"S3 {operation} on {where} failed: {code or status} {error.get('Message', '')}".strip())
+        return StorageError(
+            f"S3 {operation} on {where} failed: {code or status} {error.get('Message', '')}".strip()
+        )
 
     # --- bucket ----------------------------------------------------------------------------
     def check_bucket(self) -> None:

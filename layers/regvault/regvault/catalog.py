@@ -154,6 +154,24 @@ def build_listing(
     return Listing(repos, inventory.object_versions, inventory.delete_markers)
 
 
+def listing_document(
+    listing: Listing, bucket: str, layout: RegistryLayout, s3_requests: int
+) -> dict[str, Any]:
+    """The JSON shape of ``regvault ls`` (CLI and Lambda)."""
+    return {
+        "bucket": bucket,
+        "root": layout.root,
+        "repositories": [r.as_dict() for r in listing.repositories],
+        "summary": {
+            "repositories": len(listing.repositories),
+            "tags": sum(len(r.tags) for r in listing.repositories),
+            "object_versions": listing.object_versions,
+            "delete_markers": listing.delete_markers,
+            "s3_requests": s3_requests,
+        },
+    }
+
+
 def list_registry(
     store: Any,
     layout: RegistryLayout,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import __version__
-from .catalog import Listing, list_registry
+from .catalog import Listing, list_registry, listing_document
 from .errors import RegvaultError
 from .layout import RegistryLayout
 from .manifests import short_media_type
@@ -53,7 +53,8 @@ def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     g.add_argument(
         "--root",
         default=d(None),
-        help="the storage driver's rootdirectory, with or without a leading '/' (env REGVAULT_ROOT; default empty)",
+        help="the storage driver's rootdirectory, with or without a leading '/' "
+        "(env REGVAULT_ROOT; default empty)",
     )
     g.add_argument("--endpoint-url", default=d(None), help="S3 endpoint (env AWS_ENDPOINT_URL)")
     g.add_argument("--region", default=d(None), help="AWS region (env AWS_REGION)")
@@ -101,9 +102,7 @@ def _store(args: argparse.Namespace) -> Any:
     from .aws import S3Store, s3_client
 
     bucket, _ = _settings(args)
-    client = s3_client(
-        endpoint_url=args.endpoint_url or None, region=args.region, profile=args.profile
-    )
+    client = s3_client(endpoint_url=args.endpoint_url or None, region=args.region, profile=args.profile)
     return S3Store(bucket, client)
 
 
@@ -131,31 +130,15 @@ def cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
     listing = list_registry(store, layout, args.repository, page_size=args.page_size, progress=progress)
     if progress:
         sys.stderr.write("\n")
-    requests = store.requests.total
+    doc = listing_document(listing, bucket, layout, store.requests.total)
     if args.format == "json":
-        doc = {
-            "bucket": bucket,
-            "root": layout.root,
-            "repositories": [r.as_dict() for r in listing.repositories],
-            "summary": _summary(listing, requests),
-        }
         out.write(json.dumps(doc, indent=2) + "\n")
     else:
-        _ls_table(listing, requests, out)
+        _ls_table(listing, doc["summary"], out)
     return 0
 
 
-def _summary(listing: Listing, requests: int) -> dict[str, int]:
-    return {
-        "repositories": len(listing.repositories),
-        "tags": sum(len(r.tags) for r in listing.repositories),
-        "object_versions": listing.object_versions,
-        "delete_markers": listing.delete_markers,
-        "s3_requests": requests,
-    }
-
-
-def _ls_table(listing: Listing, requests: int, out: TextIO) -> None:
+def _ls_table(listing: Listing, s: dict[str, int], out: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -183,7 +166,6 @@ def _ls_table(listing: Listing, requests: int, out: TextIO) -> None:
                 style="dim" if tag.deleted or repo.deleted else None,
             )
     console.print(table)
-    s = _summary(listing, requests)
     console.print(
         f"{s['repositories']} repositories, {s['tags']} tags; {s['object_versions']:,} object "
         f"versions ({s['delete_markers']:,} delete markers) read with {s['s3_requests']} S3 requests"

@@ -174,8 +174,7 @@ def walk_shards(
     merged = Inventory(prefixes[0] if len(prefixes) == 1 else "")
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [
-            pool.submit(walk, lister, prefix, page_size=page_size, progress=progress)
-            for prefix in prefixes
+            pool.submit(walk, lister, prefix, page_size=page_size, progress=progress) for prefix in prefixes
         ]
         for future in futures:
             merged.merge(future.result())

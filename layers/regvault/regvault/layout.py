@@ -119,9 +119,7 @@ class RegistryLayout:
             prefixes.append(self.blobs_prefix)
         else:
             width = 1 if blob_shards == 16 else 2
-            prefixes += [
-                f"{self.blobs_prefix}sha256/{i:0{width}x}" for i in range(blob_shards)
-            ]
+            prefixes += [f"{self.blobs_prefix}sha256/{i:0{width}x}" for i in range(blob_shards)]
             prefixes += [f"{self.blobs_prefix}{alg}/" for alg in ("sha384", "sha512")]
         return prefixes
 

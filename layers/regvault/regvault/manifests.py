@@ -159,9 +159,7 @@ def _descriptor(item: Any, role: str) -> Descriptor:
     platform = None
     if isinstance(item.get("platform"), dict):
         p = item["platform"]
-        platform = "/".join(
-            str(p[k]) for k in ("os", "architecture", "variant") if isinstance(p.get(k), str)
-        )
+        platform = "/".join(str(p[k]) for k in ("os", "architecture", "variant") if isinstance(p.get(k), str))
     urls = item.get("urls")
     foreign = isinstance(urls, list) and len(urls) > 0
     return Descriptor(role, media_type, digest, size, platform, foreign)

@@ -58,7 +58,7 @@ def config_dict(s: RegistrySettings) -> dict[str, Any]:
     s3: dict[str, Any] = {
         "region": s.region,
         "bucket": s.bucket,
-        "encrypt": False if s.s3_endpoint else True,
+        "encrypt": not s.s3_endpoint,
         "secure": not (s.s3_endpoint or "").startswith("http://"),
         "v4auth": True,
         "chunksize": s.chunk_size,

@@ -49,7 +49,7 @@ class BuiltImage:
 
     @property
     def is_index(self) -> bool:
-        return self.descriptor["mediaType"] == OCI_INDEX
+        return bool(self.descriptor["mediaType"] == OCI_INDEX)
 
 
 class OciLayout:
@@ -68,7 +68,7 @@ class OciLayout:
         return f"sha256:{hexdigest}", len(data)
 
     def layer(self, seed: str, size: int = 2048) -> Layer:
-        rng = random.Random(seed)
+        rng = random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
         payload = rng.randbytes(size)
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -155,10 +155,25 @@ class Skopeo:
             raise HarnessError(f"skopeo {shown} failed: {result.stderr.strip()[-1500:]}")
         return result.stdout
 
-    def push(self, layout: OciLayout, ref: str, destination: str, *, all_images: bool = False, docker_v2s2: bool = False) -> str:
+    def push(
+        self,
+        layout: OciLayout,
+        ref: str,
+        destination: str,
+        *,
+        all_images: bool = False,
+        docker_v2s2: bool = False,
+    ) -> str:
         """Copy ``oci:<layout>:<ref>`` to ``<registry>/<destination>``; return the pushed digest."""
         digest_file = self.workdir / "pushed.digest"
-        argv = ["copy", "--dest-tls-verify=false", "--dest-creds", self.creds, "--digestfile", str(digest_file)]
+        argv = [
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            self.creds,
+            "--digestfile",
+            str(digest_file),
+        ]
         if all_images:
             argv.append("--all")
         if docker_v2s2:
@@ -171,15 +186,24 @@ class Skopeo:
         """The manifest bytes the registry serves for ``repo:tag`` or ``repo@digest``."""
         out = subprocess.run(
             [
-                "skopeo", "--policy", str(self.policy), "inspect", "--raw", "--tls-verify=false",
-                "--creds", self.creds, f"docker://{self.registry}/{reference}",
+                "skopeo",
+                "--policy",
+                str(self.policy),
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                "--creds",
+                self.creds,
+                f"docker://{self.registry}/{reference}",
             ],
             capture_output=True,
             timeout=120,
             check=False,
         )
         if out.returncode != 0:
-            raise HarnessError(f"skopeo inspect {reference} failed: {out.stderr.decode(errors='replace')[-800:]}")
+            raise HarnessError(
+                f"skopeo inspect {reference} failed: {out.stderr.decode(errors='replace')[-800:]}"
+            )
         return out.stdout
 
     def pull(self, reference: str, target: Path, *, all_images: bool = False) -> None:
@@ -192,6 +216,12 @@ class Skopeo:
 
     def list_tags(self, repository: str) -> list[str]:
         out = self._run(
-            ["list-tags", "--tls-verify=false", "--creds", self.creds, f"docker://{self.registry}/{repository}"]
+            [
+                "list-tags",
+                "--tls-verify=false",
+                "--creds",
+                self.creds,
+                f"docker://{self.registry}/{repository}",
+            ]
         )
         return list(json.loads(out).get("Tags") or [])

@@ -35,9 +35,7 @@ class LocalRegistry:
             self.emulator = S3Emulator(self.supervisor)
             self.s3 = self.emulator.client("s3")
             self.s3.create_bucket(Bucket=self.bucket)
-            self.s3.put_bucket_versioning(
-                Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
-            )
+            self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
             self.registry = RegistryServer(
                 self.supervisor,
                 self.workdir,
@@ -46,7 +44,9 @@ class LocalRegistry:
                 root=root,
                 blob_descriptor_cache=blob_descriptor_cache,
             )
-            self.skopeo = Skopeo(self.workdir, self.registry.address, self.registry.user, self.registry.password)
+            self.skopeo = Skopeo(
+                self.workdir, self.registry.address, self.registry.user, self.registry.password
+            )
             self.layout = OciLayout(self.workdir / "oci")
         except BaseException:
             self.close()
@@ -71,7 +71,9 @@ class LocalRegistry:
     def __enter__(self) -> LocalRegistry:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 

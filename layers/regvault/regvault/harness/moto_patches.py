@@ -32,7 +32,7 @@ def list_objects(
 ) -> Any:
     """moto's list_objects, with delete-marked keys dropped *before* folders are rolled up."""
     if isinstance(bucket, s3_models.FakeTableStorageBucket):
-        raise s3_models.MethodNotAllowed()
+        raise s3_models.MethodNotAllowed()  # type: ignore[attr-defined]
     key_results = []
     folder_results = set()
     prefix = prefix or ""

@@ -103,7 +103,9 @@ class RegistryServer:
         if dry_run:
             argv.append("--dry-run")
         argv.append(str(self.config_path))
-        result = subprocess.run(argv, env=self.env(), capture_output=True, text=True, timeout=600, check=False)
+        result = subprocess.run(
+            argv, env=self.env(), capture_output=True, text=True, timeout=600, check=False
+        )
         if result.returncode != 0:
             raise HarnessError(f"garbage-collect failed ({result.returncode}): {result.stderr[-2000:]}")
         return result.stdout + result.stderr

@@ -1,0 +1,71 @@
+# regvault — the two commands: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+SAMVENV := .venv-sam
+BIN := $(VENV)/bin
+export SAM_CLI_TELEMETRY := 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help install system-deps lint format validate build test test-unit test-integration demo clean
+
+help:
+	@echo "make demo      the main job on the embedded default (S3 emulator + real registry + skopeo)"
+	@echo "make test      lint, template checks and every test (installs what it needs)"
+	@echo "make install   .venv (regvault + dev tools) and .venv-sam (aws-sam-cli)"
+	@echo "make build     sam build (offline: no Docker, no python3.13 needed)"
+
+$(VENV)/.installed: requirements/dev.txt requirements/constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
+	$(BIN)/pip install --quiet --no-build-isolation --no-deps -e .
+	touch $@
+
+$(SAMVENV)/.installed: requirements/sam.txt requirements/sam-constraints.txt
+	$(PYTHON) -m venv $(SAMVENV)
+	$(SAMVENV)/bin/pip install --quiet -r requirements/sam.txt -c requirements/sam-constraints.txt
+	touch $@
+
+install: $(VENV)/.installed $(SAMVENV)/.installed
+
+# The real registry and the real client, from Debian.
+system-deps:
+	@if command -v docker-registry >/dev/null && command -v skopeo >/dev/null; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo; \
+	else \
+		echo "regvault's harness needs Debian's registry and skopeo; run:" >&2; \
+		echo "  sudo apt-get update && sudo apt-get install -y docker-registry skopeo" >&2; \
+		exit 1; \
+	fi
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(VENV)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+validate: $(SAMVENV)/.installed
+	$(SAMVENV)/bin/sam validate --lint
+
+build: $(SAMVENV)/.installed
+	$(SAMVENV)/bin/sam build
+
+test: install system-deps lint validate
+	$(BIN)/pytest
+
+test-unit: $(VENV)/.installed
+	$(BIN)/pytest tests/unit -m "not slow"
+
+test-integration: install system-deps
+	$(BIN)/pytest tests/integration
+
+demo: $(VENV)/.installed system-deps
+	$(BIN)/python -m regvault.harness.demo
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""Typed edges for the Lambda handlers: events and environment, validated with pydantic.
+
+Only the Lambda functions import this module (pydantic ships in the layer); the CLI does not.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import InvalidInput
+from .layout import normalize_root
+from .reference import validate_repository
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Settings(BaseModel):
+    """Environment of every regvault Lambda, validated at cold start."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str = Field(min_length=3, max_length=63)
+    root: str = ""
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        return normalize_root(value)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        try:
+            return cls(bucket=env.get("REGVAULT_BUCKET", ""), root=env.get("REGVAULT_ROOT", ""))
+        except ValidationError as exc:
+            raise InvalidInput(f"bad Lambda environment: {one_line(exc)}") from None
+
+
+class CatalogEvent(BaseModel):
+    """``{"repository": "team/app"}`` or ``{}`` for every repository."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repository: str | None = None
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str | None) -> str | None:
+        return None if value is None else validate_repository(value)
+
+
+def one_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(x) for x in error["loc"]) or "event"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def parse_event(model: type[M], event: object) -> M:
+    """Validate a Lambda event; bad events become one-line InvalidInput errors."""
+    if not isinstance(event, dict):
+        raise InvalidInput(f"event must be a JSON object, got {type(event).__name__}")
+    try:
+        return model.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid event: {one_line(exc)}") from None

@@ -1,0 +1,88 @@
+"""The template itself: runtimes, build methods, and least privilege read from its policies."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SAM = ROOT / ".venv-sam" / "bin" / "sam"
+READ_ONLY = {"s3:ListBucket", "s3:ListBucketVersions", "s3:GetObject", "s3:GetObjectVersion"}
+
+
+class CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _tag(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {suffix: value}
+
+
+CfnLoader.add_multi_constructor("!", _tag)
+
+
+@pytest.fixture(scope="module")
+def template():
+    return yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+
+
+def functions(template):
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"}
+
+
+def test_functions_are_python313_arm64_built_with_make(template):
+    glob = template["Globals"]["Function"]
+    assert glob["Runtime"] == "python3.13" and glob["Architectures"] == ["arm64"]
+    for name, fn in functions(template).items():
+        assert fn["Metadata"]["BuildMethod"] == "makefile"
+        makefile = (ROOT / fn["Properties"]["CodeUri"] / "Makefile").read_text()
+        assert f"build-{name}:" in makefile
+    layer = template["Resources"]["RegvaultLayer"]
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
+    assert "build-RegvaultLayer:" in (ROOT / "layers/regvault/Makefile").read_text()
+
+
+def test_catalog_function_is_read_only_on_the_registry_bucket(template):
+    statements = functions(template)["CatalogFunction"]["Properties"]["Policies"][0]["Statement"]
+    actions = {a for s in statements for a in s["Action"]}
+    assert actions <= READ_ONLY
+    assert all("*" not in a for a in actions)
+
+
+def test_handlers_are_thin_and_import_no_boto3():
+    for app in ROOT.glob("functions/*/app.py"):
+        text = app.read_text()
+        assert "import boto3" not in text and "botocore" not in text
+        code = [line for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+        assert len(code) <= 60, app
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SAM.exists(), reason="make install creates .venv-sam")
+def test_sam_build_offline_builds_layer_for_arm64_py313(tmp_path):
+    # Given no Docker (and, here, no python3.13): BuildMethod makefile fetches cp313 wheels
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
+    result = subprocess.run(
+        [str(SAM), "build", "--build-dir", str(tmp_path / "build"), "--cache-dir", str(tmp_path / "cache")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    layer = tmp_path / "build" / "RegvaultLayer" / "python"
+    assert (layer / "regvault" / "cli.py").exists()
+    assert not (layer / "regvault" / "harness").exists()  # test harness stays out of Lambda
+    cores = list(layer.glob("pydantic_core/_pydantic_core*.so"))
+    assert cores and "cpython-313-aarch64" in cores[0].name
+    assert sorted(p.name for p in (tmp_path / "build" / "CatalogFunction").iterdir()) == ["app.py"]
