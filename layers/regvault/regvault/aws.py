@@ -7,12 +7,13 @@ Clients use botocore's adaptive retry mode with bounded attempts; every HTTP req
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -198,6 +199,116 @@ class S3Store:
         if max_bytes is not None and len(body) > max_bytes:
             raise ObjectTooLarge(f"s3://{self.bucket}/{key} is larger than {max_bytes} bytes")
         return bytes(body)
+
+    def stream_sha256(
+        self, key: str, version_id: str | None = None, chunk_size: int = 1024 * 1024
+    ) -> tuple[str, int]:
+        """Hash an object as it streams in: (hex sha256, bytes read). Memory: one chunk."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if version_id:
+            params["VersionId"] = version_id
+        digest = hashlib.sha256()
+        size = 0
+        with self._errors("GetObject", key):
+            body = self.client.get_object(**params)["Body"]
+            try:
+                for chunk in body.iter_chunks(chunk_size):
+                    digest.update(chunk)
+                    size += len(chunk)
+            finally:
+                body.close()
+        return digest.hexdigest(), size
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        """Write one object (reports bucket only; regvault never writes the registry bucket here)."""
+        with self._errors("PutObject", key):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+
+    # --- bucket posture --------------------------------------------------------------------
+    def posture(self) -> BucketPosture:
+        """Versioning, lifecycle, encryption, public access block and policy; what cannot be read
+        (access denied) is recorded in ``unreadable`` instead of failing the audit."""
+        p = BucketPosture(versioning=None)
+        p.versioning = self._optional("GetBucketVersioning", p, lambda: self.versioning_status())
+
+        def lifecycle() -> list[dict[str, Any]]:
+            try:
+                out = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+            except ClientError as exc:
+                if _code(exc) == "NoSuchLifecycleConfiguration":
+                    return []
+                raise
+            return list(out.get("Rules", []))
+
+        def encryption() -> list[dict[str, Any]]:
+            try:
+                out = self.client.get_bucket_encryption(Bucket=self.bucket)
+            except ClientError as exc:
+                if _code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
+                    return []
+                raise
+            return list(out.get("ServerSideEncryptionConfiguration", {}).get("Rules", []))
+
+        def public_access() -> dict[str, bool]:
+            try:
+                out = self.client.get_public_access_block(Bucket=self.bucket)
+            except ClientError as exc:
+                if _code(exc) == "NoSuchPublicAccessBlockConfiguration":
+                    return {}
+                raise
+            return dict(out.get("PublicAccessBlockConfiguration", {}))
+
+        def policy() -> str | None:
+            try:
+                return str(self.client.get_bucket_policy(Bucket=self.bucket)["Policy"])
+            except ClientError as exc:
+                if _code(exc) == "NoSuchBucketPolicy":
+                    return None
+                raise
+
+        p.lifecycle_rules = self._optional("GetLifecycleConfiguration", p, lifecycle)
+        p.encryption_rules = self._optional("GetEncryptionConfiguration", p, encryption)
+        p.public_access_block = self._optional("GetBucketPublicAccessBlock", p, public_access)
+        p.policy = self._optional("GetBucketPolicy", p, policy)
+        return p
+
+    def _optional(self, operation: str, posture: BucketPosture, call: Any) -> Any:
+        try:
+            with self._errors(operation):
+                return call()
+        except AccessDenied:
+            posture.unreadable.append(operation)
+            return None
+
+
+@dataclass
+class BucketPosture:
+    versioning: str | None  # "Enabled", "Suspended", or None (never enabled)
+    lifecycle_rules: list[dict[str, Any]] | None = None
+    encryption_rules: list[dict[str, Any]] | None = None
+    public_access_block: dict[str, bool] | None = None
+    policy: str | None = None
+    unreadable: list[str] = field(default_factory=list)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+class Notifier:
+    """Publishes one-line notices to an SNS topic."""
+
+    def __init__(self, topic_arn: str, client: Any = None) -> None:
+        self.topic_arn = topic_arn
+        self.client = client or boto3.client(
+            "sns", config=Config(retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS})
+        )
+
+    def publish(self, subject: str, message: str) -> None:
+        try:
+            self.client.publish(TopicArn=self.topic_arn, Subject=subject[:100], Message=message)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"could not publish to {self.topic_arn}: {exc}") from None
 
 
 def _records(response: dict[str, Any]) -> list[VersionRecord]:

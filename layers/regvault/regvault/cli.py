@@ -41,7 +41,21 @@ versions; EARLIER counts the other digests the tag pointed at that S3 still reco
 """
 
 
-def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+AUDIT_EXAMPLES = """\
+examples:
+  regvault audit --bucket my-registry-bucket
+  regvault audit --format json --output report.json      # exit 1 when errors are found
+  regvault audit --deep --sample 0.1                     # also hash 10 % of the blobs
+
+exit codes: 0 no error-severity finding, 1 errors found, 2 could not run.
+Severities: error = a pull of a live tag breaks or data is lost now; warning = risk (bucket posture,
+deleted tags, history that can no longer be restored); info = housekeeping (orphans, stale uploads).
+"""
+
+
+def _common(
+    parser: argparse.ArgumentParser, *, suppress: bool, formats: tuple[str, ...] = ("table", "json")
+) -> None:
     """Add the common flags. On subcommands their default is SUPPRESS so that a value given before
     the command is not overwritten by the subcommand's default."""
 
@@ -59,9 +73,7 @@ def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     g.add_argument("--endpoint-url", default=d(None), help="S3 endpoint (env AWS_ENDPOINT_URL)")
     g.add_argument("--region", default=d(None), help="AWS region (env AWS_REGION)")
     g.add_argument("--profile", default=d(None), help="AWS profile (env AWS_PROFILE)")
-    g.add_argument(
-        "--format", choices=("table", "json"), default=d("table"), help="output format (default table)"
-    )
+    g.add_argument("--format", choices=formats, default=d("table"), help="output format (default table)")
     g.add_argument("--output", metavar="FILE", default=d(None), help="write the output to FILE")
     g.add_argument(
         "--page-size", type=int, default=d(1000), metavar="N", help="keys per list request (1-1000)"
@@ -77,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"regvault {__version__}")
-    _common(parser, suppress=False)
+    _common(parser, suppress=False, formats=("table", "json", "markdown"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ls = sub.add_parser(
         "ls",
@@ -89,6 +101,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ls.add_argument("repository", nargs="?", metavar="REPO", help="only this repository (e.g. team/app)")
     _common(ls, suppress=True)
+
+    audit = sub.add_parser(
+        "audit",
+        help="check every tag's closure, its history and the bucket's posture",
+        description="Walk the registry's object versions once and check that every live tag can be "
+        "pulled (manifest, index children, config, layers, links, digests, sizes), which earlier images "
+        "S3 can still restore, housekeeping (orphan blobs, stale uploads) and the bucket's posture.",
+        epilog=AUDIT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    audit.add_argument("--deep", action="store_true", help="also stream every referenced blob through sha256")
+    audit.add_argument(
+        "--sample",
+        type=float,
+        default=1.0,
+        metavar="FRACTION",
+        help="with --deep: verify this fraction of blobs",
+    )
+    audit.add_argument(
+        "--grace-hours",
+        type=float,
+        default=2.0,
+        metavar="H",
+        help="uploads and unreferenced blobs younger than this are in-flight pushes, not findings (default 2)",
+    )
+    audit.add_argument("--workers", type=int, default=8, metavar="N", help="parallel S3 reads (default 8)")
+    _common(audit, suppress=True, formats=("table", "json", "markdown"))
     return parser
 
 
@@ -172,7 +211,80 @@ def _ls_table(listing: Listing, s: dict[str, int], out: TextIO) -> None:
     )
 
 
-COMMANDS = {"ls": cmd_ls}
+def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
+    from datetime import timedelta
+
+    from .audit import AuditRequest, run_audit
+    from .report import to_markdown
+
+    request = AuditRequest(
+        deep=args.deep,
+        sample=args.sample,
+        grace=timedelta(hours=args.grace_hours),
+        workers=args.workers,
+        page_size=args.page_size,
+    )
+    store = _store(args)
+    _, root = _settings(args)
+    progress = _audit_progress()
+    report = run_audit(store, RegistryLayout(root), request, progress)
+    if progress:
+        sys.stderr.write("\r\033[K")
+    if args.format == "json":
+        out.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    elif args.format == "markdown":
+        out.write(to_markdown(report))
+    else:
+        _audit_table(report, out)
+    return report.exit_code
+
+
+def _audit_progress() -> Any:
+    if not sys.stderr.isatty():
+        return None
+
+    def update(phase: str, done: int, total: int) -> None:
+        of = f"/{total:,}" if total else ""
+        sys.stderr.write(f"\r\033[Kaudit: {phase} {done:,}{of}")
+        sys.stderr.flush()
+
+    return update
+
+
+def _audit_table(report: Any, out: TextIO) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, width=max(120, Console().width) if out is sys.stdout else 160)
+    s = report.summary
+    colour = {"error": "red", "warning": "yellow", "info": "cyan"}
+    if report.findings:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("SEVERITY", "CODE", "REPOSITORY", "TAG", "DIGEST", "RECOVERABLE", "MESSAGE"):
+            table.add_column(column, no_wrap=column != "MESSAGE")
+        for f in report.findings:
+            table.add_row(
+                f"[{colour[f.severity]}]{f.severity}[/]",
+                f.code,
+                f.repository or "",
+                f.tag or "",
+                (f.digest or "")[:19],
+                {True: "yes", False: "NO", None: "-"}[f.recoverable],
+                f.message,
+            )
+        console.print(table)
+    else:
+        console.print("[green]no findings[/]")
+    verdict = "[green]clean[/]" if not s["errors"] else f"[red]{s['errors']} error(s)[/]"
+    console.print(
+        f"audit {verdict}: {s['warnings']} warning(s), {s['infos']} info; {s['repositories']} repositories, "
+        f"{s['tags']} tags ({s['deleted_tags']} deleted), {s['manifests']} manifests, {s['blobs']} blobs; "
+        f"{s['object_versions']:,} object versions read with {s['s3_requests']} S3 requests "
+        f"in {s['duration_s']:.1f} s"
+    )
+
+
+COMMANDS = {"ls": cmd_ls, "audit": cmd_audit}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

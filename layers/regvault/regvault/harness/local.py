@@ -24,6 +24,7 @@ class LocalRegistry:
         bucket: str | None = None,
         root: str = "",
         blob_descriptor_cache: str | None = None,
+        versioned: bool = True,
     ) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="regvault-harness-"))
@@ -35,7 +36,10 @@ class LocalRegistry:
             self.emulator = S3Emulator(self.supervisor)
             self.s3 = self.emulator.client("s3")
             self.s3.create_bucket(Bucket=self.bucket)
-            self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+            if versioned:
+                self.s3.put_bucket_versioning(
+                    Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
+                )
             self.registry = RegistryServer(
                 self.supervisor,
                 self.workdir,

@@ -1,0 +1,841 @@
+"""The integrity audit: every tag's closure, its history, housekeeping and the bucket's posture.
+
+``audit_model`` holds the rules: pure functions over the version-aware model (``RegistryModel``)
+plus manifest bodies read through a ``ManifestSource`` — no S3 client in sight, so tests can build
+the model directly. ``run_audit`` walks the bucket once, prefetches manifests in parallel and calls
+the rules; deep mode streams blobs through sha256.
+
+Costs: ceil(versions / 1000) list requests + one GET per distinct manifest (current and historical)
++ one GET per link whose ETag does not identify its digest + 5 bucket-posture reads (+ deep reads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from .aws import BucketPosture
+from .digest import Digest, parse_link_body
+from .errors import InvalidInput, ManifestError, NoRegistryFound, ObjectMissing, ObjectTooLarge
+from .findings import ERROR, SEVERITY_ORDER, WARNING, AuditReport, Finding, HistoryEntry, TagReport
+from .inventory import KeyHistory, ObjectVersion, walk
+from .layout import BlobData, LayerLink, RegistryLayout, RevisionLink, TagCurrentLink, TagIndexLink
+from .manifests import MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from .model import LINK_SIZES, RegistryModel, RepositoryKeys, TagKeys, link_candidates, resolve_by_etag
+
+DEFAULT_GRACE = timedelta(hours=2)
+
+
+class ObjectReader(Protocol):
+    def get_bytes(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes: ...
+
+
+def has_data(history: KeyHistory | None) -> bool:
+    return history is not None and any(not v.is_delete_marker for v in history.versions)
+
+
+def is_live(history: KeyHistory | None) -> bool:
+    return history is not None and history.current is not None
+
+
+# --- manifest bodies ---------------------------------------------------------------------------
+
+
+@dataclass
+class ManifestRead:
+    version_id: str
+    size: int
+    digest_ok: bool
+    manifest: Manifest | None
+    error: str | None
+
+
+class ManifestSource:
+    """Reads manifest blobs (any version) once each, with their digest checked."""
+
+    def __init__(self, reader: ObjectReader, model: RegistryModel) -> None:
+        self.reader = reader
+        self.model = model
+        self.cache: dict[tuple[Digest, str], ManifestRead] = {}
+
+    def _read(self, digest: Digest, version: ObjectVersion) -> ManifestRead:
+        cached = self.cache.get((digest, version.version_id))
+        if cached is not None:
+            return cached
+        key = self.model.layout.key(BlobData(digest))
+        try:
+            body = self.reader.get_bytes(key, version.version_id, max_bytes=MAX_MANIFEST_BYTES)
+        except ObjectTooLarge:
+            read = ManifestRead(version.version_id, version.size, False, None, "larger than 4 MiB")
+        except ObjectMissing:
+            read = ManifestRead(
+                version.version_id, version.size, False, None, "version vanished while reading"
+            )
+        else:
+            ok = hashlib.new(digest.algorithm, body).hexdigest() == digest.hex
+            try:
+                read = ManifestRead(version.version_id, len(body), ok, parse_manifest(body), None)
+            except ManifestError as exc:
+                read = ManifestRead(version.version_id, len(body), ok, None, str(exc))
+        self.cache[(digest, version.version_id)] = read
+        return read
+
+    def current(self, digest: Digest) -> ManifestRead | None:
+        history = self.model.blobs.get(digest)
+        if history is None or history.current is None:
+            return None
+        return self._read(digest, history.current)
+
+    def best_recoverable(self, digest: Digest) -> ManifestRead | None:
+        """The newest data version whose bytes hash to the digest and parse (None: none left)."""
+        history = self.model.blobs.get(digest)
+        if history is None:
+            return None
+        for version in history.data_versions:
+            read = self._read(digest, version)
+            if read.digest_ok and read.manifest is not None:
+                return read
+        return None
+
+    def prefetch(self, digests: Iterable[Digest], workers: int, historical: bool = False) -> None:
+        jobs = []
+        for digest in set(digests):
+            history = self.model.blobs.get(digest)
+            if history is None:
+                continue
+            versions = history.data_versions if historical else ([history.current] if history.current else [])
+            jobs += [(digest, v) for v in versions[:1]]
+        if not jobs:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            list(pool.map(lambda job: self._read(*job), jobs))
+
+
+# --- link reading ------------------------------------------------------------------------------
+
+
+class LinkReader:
+    """Which digest a link version holds: from its ETag when possible, otherwise by reading it."""
+
+    def __init__(self, reader: ObjectReader) -> None:
+        self.reader = reader
+        self.cache: dict[tuple[str, str], Digest | str] = {}
+
+    def resolve(self, history: KeyHistory, version: ObjectVersion, candidates: list[Digest]) -> Digest | str:
+        """The digest, or a string saying why the link is malformed."""
+        digest = resolve_by_etag(version, candidates)
+        if digest is not None:
+            return digest
+        cached = self.cache.get((history.key, version.version_id))
+        if cached is not None:
+            return cached
+        try:
+            body = self.reader.get_bytes(history.key, version.version_id, max_bytes=1024)
+            result: Digest | str = parse_link_body(body)
+        except ObjectTooLarge:
+            result = "link body larger than 1 KiB"
+        except InvalidInput as exc:
+            result = str(exc)
+        except ObjectMissing:
+            result = "version vanished while reading"
+        self.cache[(history.key, version.version_id)] = result
+        return result
+
+    def holds(self, history: KeyHistory, version: ObjectVersion, expected: Digest) -> bool | str:
+        """True when the link version holds exactly ``expected``; else the reason."""
+        if version.size == LINK_SIZES.get(expected.algorithm) and version.etag == expected.link_etag():
+            return True
+        result = self.resolve(history, version, [])
+        if isinstance(result, Digest):
+            return True if result == expected else f"holds {result} instead of {expected}"
+        return result
+
+
+# --- the rules ---------------------------------------------------------------------------------
+
+
+@dataclass
+class AuditOptions:
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    grace: timedelta = DEFAULT_GRACE
+    workers: int = 8
+
+
+@dataclass
+class Closure:
+    """What one image needs, and what of it S3 can no longer provide in any version."""
+
+    recoverable: bool = True
+    missing: list[str] = field(default_factory=list)
+    size: int = 0
+    media_type: str | None = None
+
+
+class Rules:
+    def __init__(
+        self, model: RegistryModel, manifests: ManifestSource, links: LinkReader, options: AuditOptions
+    ) -> None:
+        self.model = model
+        self.layout = model.layout
+        self.manifests = manifests
+        self.links = links
+        self.options = options
+        self.findings: list[Finding] = []
+        self.checked_links: set[str] = set()
+        self.missing_manifests: set[tuple[str, Digest]] = set()  # reported through a live tag
+
+    def add(self, code: str, message: str, **where: Any) -> None:
+        self.findings.append(Finding(code, message, **where))
+
+    # --- live closures -------------------------------------------------------------------
+    def check_link(
+        self, history: KeyHistory | None, expected: Digest, repo: str, tag: str | None, code: str, what: str
+    ) -> None:
+        key = history.key if history is not None else None
+        if history is None or history.current is None:
+            missing_key = key or "?"
+            self.add(
+                code,
+                f"{what} {expected.short} has no link in {repo}",
+                repository=repo,
+                tag=tag,
+                digest=str(expected),
+                key=missing_key,
+                recoverable=has_data(history),
+            )
+            return
+        self.checked_links.add(history.key)
+        verdict = self.links.holds(history, history.current, expected)
+        if verdict is not True:
+            older = [v for v in history.data_versions[1:] if self.links.holds(history, v, expected) is True]
+            self.add(
+                "LINK_MALFORMED",
+                f"link {history.key.rsplit('/', 4)[-4:]} is malformed: {verdict}",
+                repository=repo,
+                tag=tag,
+                digest=str(expected),
+                key=history.key,
+                recoverable=bool(older),
+            )
+
+    def check_manifest(
+        self,
+        repo: RepositoryKeys,
+        digest: Digest,
+        tag: str,
+        top: bool,
+        declared_size: int | None,
+        seen: set[Digest],
+    ) -> None:
+        if digest in seen:
+            self.add(
+                "MANIFEST_UNPARSEABLE",
+                f"index cycle through {digest.short}",
+                repository=repo.name,
+                tag=tag,
+                digest=str(digest),
+            )
+            return
+        seen = seen | {digest}
+        blob_key = self.layout.key(BlobData(digest))
+        blob = self.model.blobs.get(digest)
+        where = {"repository": repo.name, "tag": tag, "digest": str(digest)}
+        revision = repo.revisions.get(digest)
+        self.check_link(
+            revision if revision is not None else _absent(self.layout.key(RevisionLink(repo.name, digest))),
+            digest,
+            repo.name,
+            tag,
+            "REVISION_LINK_MISSING",
+            "manifest",
+        )
+        read = self.manifests.current(digest)
+        if read is None:
+            code = "TAG_TARGET_MISSING" if top else "CHILD_MANIFEST_MISSING"
+            what = f"{repo.name}:{tag} points at" if top else f"an index of {repo.name}:{tag} references"
+            recoverable = self.manifests.best_recoverable(digest) is not None
+            self.missing_manifests.add((repo.name, digest))
+            self.add(
+                code,
+                f"{what} {digest.short}, which is not in blobs/",
+                key=blob_key,
+                recoverable=recoverable,
+                **where,
+            )
+            return
+        assert blob is not None
+        if not read.digest_ok:
+            good = self.manifests.best_recoverable(digest)
+            self.add(
+                "MANIFEST_DIGEST_MISMATCH",
+                f"manifest bytes of {digest.short} do not hash to its digest",
+                key=blob_key,
+                recoverable=good is not None,
+                **where,
+            )
+            return
+        if declared_size is not None and read.size != declared_size:
+            self.add(
+                "BLOB_SIZE_MISMATCH",
+                f"manifest {digest.short} is {read.size} bytes, its index declares {declared_size}",
+                key=blob_key,
+                recoverable=None,
+                **where,
+            )
+        if read.manifest is None:
+            self.add(
+                "MANIFEST_UNPARSEABLE",
+                f"manifest {digest.short}: {read.error}",
+                key=blob_key,
+                recoverable=None,
+                **where,
+            )
+            return
+        manifest = read.manifest
+        if manifest.legacy:
+            self.add(
+                "MANIFEST_LEGACY_SCHEMA1",
+                f"{repo.name}:{tag} uses a Docker schema1 manifest",
+                key=blob_key,
+                **where,
+            )
+        for child in manifest.children:
+            self.check_manifest(repo, child.digest, tag, False, child.size, seen)
+        for blob_desc in manifest.blobs:
+            self.check_blob(repo, blob_desc.digest, blob_desc.size, tag)
+
+    def check_blob(self, repo: RepositoryKeys, digest: Digest, declared: int | None, tag: str) -> None:
+        key = self.layout.key(BlobData(digest))
+        history = self.model.blobs.get(digest)
+        where = {"repository": repo.name, "tag": tag, "digest": str(digest), "key": key}
+        if history is None or history.current is None:
+            self.add(
+                "BLOB_MISSING",
+                f"blob {digest.short} of {repo.name}:{tag} is not in blobs/",
+                recoverable=has_data(history),
+                **where,
+            )
+        elif declared is not None and history.current.size != declared:
+            older = [v for v in history.data_versions[1:] if v.size == declared]
+            self.add(
+                "BLOB_SIZE_MISMATCH",
+                f"blob {digest.short} is {history.current.size} bytes, its manifest declares {declared}",
+                recoverable=bool(older),
+                **where,
+            )
+        link = repo.layers.get(digest)
+        self.check_link(
+            link if link is not None else _absent(self.layout.key(LayerLink(repo.name, digest))),
+            digest,
+            repo.name,
+            tag,
+            "LAYER_LINK_MISSING",
+            "blob",
+        )
+
+    # --- tags and history ----------------------------------------------------------------
+    def tag_pointers(self, repo: RepositoryKeys, tag: TagKeys) -> list[tuple[Digest, datetime | None]]:
+        """(digest, most recent time the tag was set to it), newest first."""
+        out: dict[Digest, datetime | None] = {}
+        candidates = link_candidates(repo, tag)
+        if tag.current is not None:
+            for version in tag.current.data_versions:
+                result = self.links.resolve(tag.current, version, candidates)
+                if isinstance(result, Digest) and result not in out:
+                    out[result] = version.last_modified
+        for digest, history in sorted(
+            tag.index.items(),
+            key=lambda kv: kv[1].first_written or datetime.min.replace(tzinfo=UTC),
+            reverse=True,
+        ):
+            if digest not in out and has_data(history):
+                out[digest] = history.first_written
+        return sorted(out.items(), key=lambda kv: kv[1] or datetime.min.replace(tzinfo=UTC), reverse=True)
+
+    def closure(
+        self, repo: RepositoryKeys, digest: Digest, tag: str | None, seen: frozenset[Digest] = frozenset()
+    ) -> Closure:
+        """Whether every object of this image still has a data version (restorable by copy-forward)."""
+        out = Closure()
+
+        def need(history: KeyHistory | None, key: str) -> None:
+            if not has_data(history):
+                out.recoverable = False
+                out.missing.append(key)
+
+        need(repo.revisions.get(digest), self.layout.key(RevisionLink(repo.name, digest)))
+        if tag is not None and not seen:
+            need(
+                repo.tags[tag].index.get(digest) if tag in repo.tags else None,
+                self.layout.key(TagIndexLink(repo.name, tag, digest)),
+            )
+        read = self.manifests.best_recoverable(digest)
+        if read is None or read.manifest is None:
+            out.recoverable = False
+            out.missing.append(self.layout.key(BlobData(digest)))
+            return out
+        out.media_type = read.manifest.media_type
+        out.size += read.size
+        if digest in seen:
+            return out
+        for child in read.manifest.children:
+            sub = self.closure(repo, child.digest, tag, seen | {digest})
+            out.recoverable &= sub.recoverable
+            out.missing += sub.missing
+            out.size += sub.size
+        for blob in read.manifest.blobs:
+            history = self.model.blobs.get(blob.digest)
+            need(history, self.layout.key(BlobData(blob.digest)))
+            need(repo.layers.get(blob.digest), self.layout.key(LayerLink(repo.name, blob.digest)))
+            out.size += blob.size or 0
+        return out
+
+    def audit_tag(self, repo: RepositoryKeys, tag: TagKeys) -> TagReport:
+        current_digest: Digest | None = None
+        where = {"repository": repo.name, "tag": tag.name}
+        current_key = self.layout.key(TagCurrentLink(repo.name, tag.name))
+        if tag.current is not None and tag.current.current is not None:
+            result = self.links.resolve(tag.current, tag.current.current, link_candidates(repo, tag))
+            if isinstance(result, Digest):
+                current_digest = result
+                self.check_manifest(repo, result, tag.name, True, None, set())
+                index = tag.index.get(result)
+                if not is_live(index):
+                    self.add(
+                        "TAG_INDEX_LINK_MISSING",
+                        f"{repo.name}:{tag.name} has no index entry for {result.short}",
+                        digest=str(result),
+                        key=self.layout.key(TagIndexLink(repo.name, tag.name, result)),
+                        recoverable=has_data(index),
+                        **where,
+                    )
+            else:
+                older = [
+                    v
+                    for v in tag.current.data_versions[1:]
+                    if isinstance(self.links.resolve(tag.current, v, link_candidates(repo, tag)), Digest)
+                ]
+                self.add(
+                    "LINK_MALFORMED",
+                    f"tag link of {repo.name}:{tag.name} is malformed: {result}",
+                    key=current_key,
+                    recoverable=bool(older),
+                    **where,
+                )
+        history = []
+        for digest, at in self.tag_pointers(repo, tag):
+            is_current = digest == current_digest
+            closure = self.closure(repo, digest, tag.name)
+            history.append(
+                HistoryEntry(
+                    str(digest),
+                    at,
+                    is_current,
+                    closure.media_type,
+                    closure.size,
+                    closure.recoverable,
+                    closure.missing,
+                )
+            )
+            if not is_current and not closure.recoverable:
+                self.add(
+                    "HISTORY_UNRECOVERABLE",
+                    f"{repo.name}:{tag.name} earlier image {digest.short} cannot be restored: {len(closure.missing)} object(s) have no version left",
+                    digest=str(digest),
+                    key=closure.missing[0],
+                    recoverable=False,
+                    **where,
+                )
+        if tag.deleted and tag.current is not None and has_data(tag.current):
+            last = history[0] if history else None
+            self.add(
+                "TAG_DELETED",
+                f"{repo.name}:{tag.name} was deleted"
+                + (f"; it last pointed at {last.digest[:19]}…" if last else ""),
+                digest=last.digest if last else None,
+                key=current_key,
+                recoverable=bool(last and last.recoverable),
+                **where,
+            )
+        return TagReport(
+            repo.name, tag.name, str(current_digest) if current_digest else None, tag.deleted, history
+        )
+
+    # --- repository-wide and bucket-wide rules -------------------------------------------
+    def untagged_manifests(self, repo: RepositoryKeys) -> None:
+        for digest, revision in repo.revisions.items():
+            if (repo.name, digest) in self.missing_manifests:
+                continue
+            if is_live(revision) and not is_live(self.model.blobs.get(digest)):
+                self.add(
+                    "MANIFEST_MISSING",
+                    f"{repo.name} lists manifest {digest.short} (pull by digest), but it is not in blobs/",
+                    repository=repo.name,
+                    digest=str(digest),
+                    key=self.layout.key(BlobData(digest)),
+                    recoverable=self.manifests.best_recoverable(digest) is not None,
+                )
+
+    def other_links(self, repo: RepositoryKeys) -> None:
+        """Links outside live closures: malformed ones are warnings (no current pull breaks)."""
+        groups: list[tuple[Digest, KeyHistory]] = [*repo.layers.items(), *repo.revisions.items()]
+        for tag in repo.tags.values():
+            groups += list(tag.index.items())
+        for digest, history in groups:
+            if history.key in self.checked_links or history.current is None:
+                continue
+            verdict = self.links.holds(history, history.current, digest)
+            if verdict is not True:
+                self.add(
+                    "LINK_MALFORMED",
+                    f"link is malformed: {verdict}",
+                    repository=repo.name,
+                    digest=str(digest),
+                    key=history.key,
+                    recoverable=None,
+                    severity=WARNING,
+                )
+
+    def housekeeping(self, referenced: set[Digest]) -> None:
+        cutoff = self.options.now - self.options.grace
+        for digest, history in self.model.blobs.items():
+            current = history.current
+            if current is None:
+                continue
+            if len(history.data_versions) > 1 and len({(v.size, v.etag) for v in history.data_versions}) > 1:
+                self.add(
+                    "BLOB_OVERWRITTEN",
+                    f"blob {digest.short} was overwritten {len(history.data_versions) - 1} time(s); run --deep to verify it",
+                    digest=str(digest),
+                    key=history.key,
+                    recoverable=None,
+                )
+            if digest not in referenced and current.last_modified < cutoff:
+                self.add(
+                    "ORPHAN_BLOB",
+                    f"blob {digest.short} ({current.size} bytes) is referenced by no manifest",
+                    digest=str(digest),
+                    key=history.key,
+                    recoverable=True,
+                )
+        for repo in self.model.repositories.values():
+            for upload_id, histories in repo.uploads.items():
+                live = [h for h in histories if h.current is not None]
+                if live and max(h.current.last_modified for h in live if h.current) < cutoff:
+                    self.add(
+                        "STALE_UPLOAD",
+                        f"upload {upload_id} in {repo.name} untouched since before the grace window",
+                        repository=repo.name,
+                        key=f"{self.layout.repository_prefix(repo.name)}_uploads/{upload_id}/",
+                        recoverable=None,
+                    )
+        for entry in self.model.unknown:
+            if entry.history.current is not None:
+                self.add("UNKNOWN_KEY", f"unrecognised key: {entry.entity.reason}", key=entry.history.key)
+
+
+def _absent(key: str) -> KeyHistory:
+    """A history for a key that has no version at all."""
+    return KeyHistory(key)
+
+
+def referenced_digests(model: RegistryModel, manifests: ManifestSource) -> set[Digest]:
+    """Every blob reachable from a live revision link of any repository (what GC marks)."""
+    referenced: set[Digest] = set()
+    pending = [d for repo in model.repositories.values() for d, h in repo.revisions.items() if is_live(h)]
+    while pending:
+        digest = pending.pop()
+        if digest in referenced:
+            continue
+        referenced.add(digest)
+        read = manifests.current(digest)
+        if read is None or read.manifest is None:
+            continue
+        pending += [c.digest for c in read.manifest.children]
+        if read.manifest.subject is not None:
+            pass  # a referrer keeps itself, not its subject
+        referenced.update(b.digest for b in read.manifest.blobs)
+    return referenced
+
+
+def posture_findings(posture: BucketPosture, layout: RegistryLayout) -> tuple[list[Finding], int | None]:
+    """Bucket-level findings and the recovery window in days (None: versions never expire)."""
+    out: list[Finding] = []
+    if posture.versioning != "Enabled" and "GetBucketVersioning" not in posture.unreadable:
+        state = (posture.versioning or "never enabled").lower()
+        out.append(
+            Finding(
+                "BUCKET_VERSIONING_OFF",
+                f"bucket versioning is {state}: a delete or overwrite loses data for good",
+            )
+        )
+    window: int | None = None
+    for rule in posture.lifecycle_rules or []:
+        if rule.get("Status") != "Enabled" or not _rule_applies(rule, layout.prefix):
+            continue
+        noncurrent = rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")
+        if isinstance(noncurrent, int):
+            window = noncurrent if window is None else min(window, noncurrent)
+        expiration = rule.get("Expiration", {})
+        if "Days" in expiration or "Date" in expiration:
+            out.append(
+                Finding(
+                    "CURRENT_EXPIRATION",
+                    f"lifecycle rule {rule.get('ID', '?')!r} expires current registry objects",
+                    key=_rule_prefix(rule),
+                )
+            )
+    if window is not None:
+        out.append(
+            Finding(
+                "NONCURRENT_EXPIRATION",
+                f"noncurrent versions expire after {window} days: older images cannot be restored after that",
+                recoverable=None,
+            )
+        )
+    if posture.encryption_rules is not None and not posture.encryption_rules:
+        out.append(Finding("BUCKET_NOT_ENCRYPTED", "the bucket has no default encryption"))
+    pab = posture.public_access_block
+    flags = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+    if pab is not None and not all(pab.get(f) for f in flags):
+        off = [f for f in flags if not pab.get(f)]
+        out.append(Finding("PUBLIC_ACCESS_NOT_BLOCKED", f"public access block is missing: {', '.join(off)}"))
+    if "GetBucketPolicy" not in posture.unreadable and not _denies_insecure_transport(posture.policy):
+        out.append(
+            Finding(
+                "INSECURE_TRANSPORT_ALLOWED",
+                "no bucket policy statement denies requests with aws:SecureTransport false",
+            )
+        )
+    for operation in posture.unreadable:
+        out.append(
+            Finding("POSTURE_UNREADABLE", f"access denied for s3:{operation}; that setting was not checked")
+        )
+    return out, window
+
+
+def _rule_prefix(rule: dict[str, Any]) -> str:
+    filt = rule.get("Filter") or {}
+    prefix = filt.get("Prefix")
+    if prefix is None and isinstance(filt.get("And"), dict):
+        prefix = filt["And"].get("Prefix")
+    if prefix is None:
+        prefix = rule.get("Prefix", "")
+    return str(prefix or "")
+
+
+def _rule_applies(rule: dict[str, Any], registry_prefix: str) -> bool:
+    prefix = _rule_prefix(rule)
+    if "/_uploads/" in prefix:
+        return False  # upload scratch: expiring it fast is the recommended setup
+    return registry_prefix.startswith(prefix) or prefix.startswith(registry_prefix)
+
+
+def _denies_insecure_transport(policy: str | None) -> bool:
+    if not policy:
+        return False
+    try:
+        doc = json.loads(policy)
+    except json.JSONDecodeError:
+        return False
+    statements = doc.get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    for st in statements:
+        if not isinstance(st, dict) or st.get("Effect") != "Deny":
+            continue
+        actions = st.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if not any(a in ("s3:*", "*") for a in actions):
+            continue
+        cond = st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")
+        if str(cond).lower() in ("false", "['false']"):
+            return True
+    return False
+
+
+def audit_model(
+    model: RegistryModel,
+    manifests: ManifestSource,
+    links: LinkReader,
+    posture: BucketPosture | None,
+    options: AuditOptions,
+) -> tuple[list[Finding], list[TagReport], int | None]:
+    rules = Rules(model, manifests, links, options)
+    window = None
+    if posture is not None:
+        found, window = posture_findings(posture, model.layout)
+        rules.findings += found
+    tags: list[TagReport] = []
+    for name in model.repository_names():
+        repo = model.repositories[name]
+        for tag_name in sorted(repo.tags):
+            tags.append(rules.audit_tag(repo, repo.tags[tag_name]))
+        rules.untagged_manifests(repo)
+        rules.other_links(repo)
+    rules.housekeeping(referenced_digests(model, manifests))
+    findings = sorted(
+        rules.findings,
+        key=lambda f: (SEVERITY_ORDER[f.severity], f.code, f.repository or "", f.tag or "", f.key or ""),
+    )
+    return findings, tags, window
+
+
+# --- deep mode ---------------------------------------------------------------------------------
+
+
+class BlobHasher(Protocol):
+    def stream_sha256(
+        self, key: str, version_id: str | None = None, chunk_size: int = ...
+    ) -> tuple[str, int]: ...
+
+
+def deep_verify(
+    hasher: BlobHasher,
+    model: RegistryModel,
+    manifests: ManifestSource,
+    sample: float,
+    workers: int,
+    rng: random.Random | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Finding], int, int]:
+    """Stream every referenced live blob through sha256 (or a sample); (findings, blobs, bytes)."""
+    referenced = referenced_digests(model, manifests)
+    targets = sorted(
+        d
+        for d in referenced
+        if d.algorithm == "sha256"
+        and is_live(model.blobs.get(d))
+        and (d, model.blobs[d].current.version_id) not in manifests.cache  # type: ignore[union-attr]
+    )
+    if sample < 1.0:
+        rng = rng or random.Random()  # noqa: S311 - sampling, not secrets
+        targets = [d for d in targets if rng.random() < sample]
+    findings: list[Finding] = []
+    total = 0
+    done = 0
+
+    def check(digest: Digest) -> tuple[Digest, str, int]:
+        history = model.blobs[digest]
+        assert history.current is not None
+        hexdigest, size = hasher.stream_sha256(history.key, history.current.version_id)
+        return digest, hexdigest, size
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for digest, hexdigest, size in pool.map(check, targets):
+            total += size
+            done += 1
+            if progress:
+                progress(done, len(targets))
+            if hexdigest != digest.hex:
+                history = model.blobs[digest]
+                findings.append(
+                    Finding(
+                        "BLOB_DIGEST_MISMATCH",
+                        f"blob {digest.short} hashes to sha256:{hexdigest[:12]}",
+                        digest=str(digest),
+                        key=history.key,
+                        recoverable=len(history.data_versions) > 1 or None,
+                    )
+                )
+    return findings, len(targets), total
+
+
+# --- the whole run -----------------------------------------------------------------------------
+
+
+@dataclass
+class AuditRequest:
+    deep: bool = False
+    sample: float = 1.0
+    grace: timedelta = DEFAULT_GRACE
+    workers: int = 8
+    page_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.sample <= 1.0:
+            raise InvalidInput("--sample must be a fraction in (0, 1]")
+        if self.grace < timedelta(0):
+            raise InvalidInput("the grace window cannot be negative")
+        if not 1 <= self.page_size <= 1000:
+            raise InvalidInput("page size must be between 1 and 1000")
+        if not 1 <= self.workers <= 64:
+            raise InvalidInput("workers must be between 1 and 64")
+
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total or 0)
+
+
+def run_audit(
+    store: Any, layout: RegistryLayout, request: AuditRequest, progress: Progress | None = None
+) -> AuditReport:
+    started = datetime.now(UTC)
+    store.check_bucket()
+    posture = store.posture()
+    inventory = walk(
+        store,
+        layout.prefix,
+        page_size=request.page_size,
+        progress=(lambda pages, versions: progress("listing", versions, 0)) if progress else None,
+    )
+    if not len(inventory):
+        raise NoRegistryFound(
+            f"no registry under root {layout.root or '(empty)'!r} in bucket {store.bucket!r} "
+            f"(nothing below {layout.prefix!r}): check --root / REGVAULT_ROOT"
+        )
+    model = RegistryModel(inventory, layout)
+    manifests = ManifestSource(store, model)
+    # prefetch in parallel: every live revision, then the children they reference, then history
+    live_revisions = {d for r in model.repositories.values() for d, h in r.revisions.items() if is_live(h)}
+    manifests.prefetch(live_revisions, request.workers)
+    children = {
+        c.digest for read in list(manifests.cache.values()) if read.manifest for c in read.manifest.children
+    }
+    manifests.prefetch(children, request.workers)
+    historical = {d for r in model.repositories.values() for d in r.revisions} | {
+        d for r in model.repositories.values() for t in r.tags.values() for d in t.index
+    }
+    manifests.prefetch(historical, request.workers, historical=True)
+    if progress:
+        progress("manifests", len(manifests.cache), len(manifests.cache))
+    options = AuditOptions(grace=request.grace, workers=request.workers)
+    findings, tags, window = audit_model(model, manifests, LinkReader(store), posture, options)
+    blobs_hashed = bytes_hashed = 0
+    if request.deep:
+        deep_findings, blobs_hashed, bytes_hashed = deep_verify(
+            store,
+            model,
+            manifests,
+            request.sample,
+            request.workers,
+            progress=(lambda done, total: progress("verifying", done, total)) if progress else None,
+        )
+        findings = sorted(
+            findings + deep_findings,
+            key=lambda f: (SEVERITY_ORDER[f.severity], f.code, f.repository or "", f.tag or "", f.key or ""),
+        )
+    finished = datetime.now(UTC)
+    summary = {
+        "repositories": len(model.repositories),
+        "tags": sum(1 for t in tags if not t.deleted),
+        "deleted_tags": sum(1 for t in tags if t.deleted),
+        "manifests": len({d for d, _ in manifests.cache}),
+        "blobs": sum(1 for h in model.blobs.values() if h.current is not None),
+        "object_versions": inventory.object_versions,
+        "delete_markers": inventory.delete_markers,
+        "s3_requests": store.requests.total,
+        "errors": sum(1 for f in findings if f.severity == ERROR),
+        "warnings": sum(1 for f in findings if f.severity == WARNING),
+        "infos": sum(1 for f in findings if f.severity == "info"),
+        "deep": request.deep,
+        "blobs_verified": blobs_hashed,
+        "bytes_verified": bytes_hashed,
+        "duration_s": round((finished - started).total_seconds(), 3),
+    }
+    return AuditReport(store.bucket, layout.root, started, finished, summary, findings, tags, window)
