@@ -23,7 +23,7 @@ class RegistryWriter:
         self.s3.delete_object(Bucket=self.bucket, Key=self.layout.key(entity))
 
 
-def oci_manifest(config: Digest, layers: list[Digest]) -> bytes:
+def oci_manifest(config: Digest, layers: list[Digest], sizes: dict[Digest, int] | None = None) -> bytes:
     import json
 
     return json.dumps(
@@ -33,10 +33,14 @@ def oci_manifest(config: Digest, layers: list[Digest]) -> bytes:
             "config": {
                 "mediaType": "application/vnd.oci.image.config.v1+json",
                 "digest": str(config),
-                "size": 2,
+                "size": (sizes or {}).get(config, 2),
             },
             "layers": [
-                {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": str(x), "size": 3}
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": str(x),
+                    "size": (sizes or {}).get(x, 3),
+                }
                 for x in layers
             ],
         }
@@ -51,7 +55,8 @@ def push_image(w: RegistryWriter, repository: str, tag: str, label: str) -> Dige
     for blob in (config, layer):
         w.put(BlobData(Digest.of(blob)), blob)
         w.put(LayerLink(repository, Digest.of(blob)), Digest.of(blob).link_body())
-    manifest = oci_manifest(Digest.of(config), [Digest.of(layer)])
+    sizes = {Digest.of(config): len(config), Digest.of(layer): len(layer)}
+    manifest = oci_manifest(Digest.of(config), [Digest.of(layer)], sizes)
     digest = Digest.of(manifest)
     w.put(BlobData(digest), manifest)
     w.put(RevisionLink(repository, digest), digest.link_body())

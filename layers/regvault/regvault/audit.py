@@ -51,7 +51,7 @@ def is_live(history: KeyHistory | None) -> bool:
 class ManifestRead:
     version_id: str
     size: int
-    digest_ok: bool
+    digest_ok: bool | None  # None: not checked (the object was too large or vanished)
     manifest: Manifest | None
     error: str | None
 
@@ -72,7 +72,7 @@ class ManifestSource:
         try:
             body = self.reader.get_bytes(key, version.version_id, max_bytes=MAX_MANIFEST_BYTES)
         except ObjectTooLarge:
-            read = ManifestRead(version.version_id, version.size, False, None, "larger than 4 MiB")
+            read = ManifestRead(version.version_id, version.size, None, None, "larger than 4 MiB")
         except ObjectMissing:
             read = ManifestRead(
                 version.version_id, version.size, False, None, "version vanished while reading"
@@ -270,7 +270,7 @@ class Rules:
             )
             return
         assert blob is not None
-        if not read.digest_ok:
+        if read.digest_ok is False:
             good = self.manifests.best_recoverable(digest)
             self.add(
                 "MANIFEST_DIGEST_MISMATCH",

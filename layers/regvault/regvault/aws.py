@@ -139,6 +139,8 @@ class S3Store:
         where = f"s3://{self.bucket}/{key}" if key else f"bucket {self.bucket!r}"
         if code == "NoSuchBucket":
             return BucketNotFound(f"bucket {self.bucket!r} does not exist (check --bucket / REGVAULT_BUCKET)")
+        if status == 404 and key is None:
+            return BucketNotFound(f"bucket {self.bucket!r} does not exist (check --bucket / REGVAULT_BUCKET)")
         if code in ("NoSuchKey", "NoSuchVersion", "404") or (status == 404 and key):
             return ObjectMissing(f"{where} has no such object or version")
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
@@ -148,8 +150,6 @@ class S3Store:
                 f"access denied for s3:{operation} on {where}: check the credentials in use and "
                 "that their policy allows it"
             )
-        if status == 404:
-            return BucketNotFound(f"bucket {self.bucket!r} does not exist (check --bucket / REGVAULT_BUCKET)")
         logger.error("S3 %s on %s failed: %s %s", operation, where, code, error.get("Message"))
         return StorageError(
             f"S3 {operation} on {where} failed: {code or status} {error.get('Message', '')}".strip()
