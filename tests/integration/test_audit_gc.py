@@ -6,6 +6,7 @@ import pytest
 
 from regvault.cli import main
 from regvault.harness.local import LocalRegistry
+from regvault.harness.processes import HarnessError
 
 
 def audit(capsys):
@@ -58,7 +59,7 @@ def test_gc_delete_untagged_sweeps_index_children_and_audit_names_it(gc_registry
     }
     assert all(f["recoverable"] is True for f in multi)
     # and the registry really fails the pull, as the audit said
-    with pytest.raises(Exception, match="blob unknown|manifest unknown|not found|404"):
+    with pytest.raises(HarnessError, match=r"blob unknown|manifest unknown|not found|404"):
         env.skopeo.pull("gc/multi:1", tmp_path / "pulled", all_images=True)
     # the overwritten image was swept too, but S3 versions still hold all of it
     app = next(t for t in doc["tags"] if t["repository"] == "gc/app")

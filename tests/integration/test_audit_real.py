@@ -96,7 +96,7 @@ def test_healthy_registry_audits_clean(damaged, capsys, cli_env):
 
 
 def test_each_damage_is_named_with_code_digest_and_recoverable(damaged, capsys, cli_env):
-    env, layout, images, index_digest, child = damaged
+    env, layout, images, _index_digest, child = damaged
     cli_env(env)
     s3, bucket = env.s3, env.bucket
 

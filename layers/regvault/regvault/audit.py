@@ -446,7 +446,8 @@ class Rules:
             if not is_current and not closure.recoverable:
                 self.add(
                     "HISTORY_UNRECOVERABLE",
-                    f"{repo.name}:{tag.name} earlier image {digest.short} cannot be restored: {len(closure.missing)} object(s) have no version left",
+                    f"{repo.name}:{tag.name} earlier image {digest.short} cannot be restored: "
+                    f"{len(closure.missing)} object(s) have no version left",
                     digest=str(digest),
                     key=closure.missing[0],
                     recoverable=False,
@@ -511,7 +512,8 @@ class Rules:
             if len(history.data_versions) > 1 and len({(v.size, v.etag) for v in history.data_versions}) > 1:
                 self.add(
                     "BLOB_OVERWRITTEN",
-                    f"blob {digest.short} was overwritten {len(history.data_versions) - 1} time(s); run --deep to verify it",
+                    f"blob {digest.short} was overwritten {len(history.data_versions) - 1} time(s); "
+                    "run --deep to verify it",
                     digest=str(digest),
                     key=history.key,
                     recoverable=None,

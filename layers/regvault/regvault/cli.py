@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=2.0,
         metavar="H",
-        help="uploads and unreferenced blobs younger than this are in-flight pushes, not findings (default 2)",
+        help="uploads and unreferenced blobs younger than this are in-flight pushes, "
+        "not findings (default 2)",
     )
     audit.add_argument("--workers", type=int, default=8, metavar="N", help="parallel S3 reads (default 8)")
     _common(audit, suppress=True, formats=("table", "json", "markdown"))
