@@ -1,5 +1,6 @@
 """The template itself: runtimes, build methods, and least privilege read from its policies."""
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -9,7 +10,17 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
-READ_ONLY = {"s3:ListBucket", "s3:ListBucketVersions", "s3:GetObject", "s3:GetObjectVersion"}
+READ_ONLY = {
+    "s3:ListBucket",
+    "s3:ListBucketVersions",
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:GetBucketVersioning",
+    "s3:GetLifecycleConfiguration",
+    "s3:GetEncryptionConfiguration",
+    "s3:GetBucketPublicAccessBlock",
+    "s3:GetBucketPolicy",
+}
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -50,11 +61,45 @@ def test_functions_are_python313_arm64_built_with_make(template):
     assert "build-RegvaultLayer:" in (ROOT / "layers/regvault/Makefile").read_text()
 
 
-def test_catalog_function_is_read_only_on_the_registry_bucket(template):
-    statements = functions(template)["CatalogFunction"]["Properties"]["Policies"][0]["Statement"]
-    actions = {a for s in statements for a in s["Action"]}
+def registry_bucket_actions(fn) -> set[str]:
+    """Every action a function's policies grant on the registry bucket or its objects."""
+    actions = set()
+    for policy in fn["Properties"].get("Policies", []):
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            if "RegistryBucketName" in json.dumps(statement["Resource"]):
+                granted = statement["Action"]
+                actions.update([granted] if isinstance(granted, str) else granted)
+    return actions
+
+
+@pytest.mark.parametrize("name", ["CatalogFunction", "AuditFunction"])
+def test_function_is_read_only_on_the_registry_bucket(template, name):
+    actions = registry_bucket_actions(functions(template)[name])
+    assert actions, "the function reads the registry bucket"
     assert actions <= READ_ONLY
-    assert all("*" not in a for a in actions)
+    for action in actions:
+        assert "*" not in action and not action.startswith(("s3:Put", "s3:Delete", "s3:Restore", "s3:Abort"))
+
+
+def test_audit_is_scheduled_daily_and_reports_elsewhere(template):
+    fn = functions(template)["AuditFunction"]
+    event = fn["Properties"]["Events"]["Nightly"]
+    assert event["Type"] == "ScheduleV2"
+    assert event["Properties"]["ScheduleExpression"] == {"Ref": "AuditSchedule"}
+    assert template["Parameters"]["AuditSchedule"]["Default"] == "cron(0 3 * * ? *)"
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert env["REPORTS_BUCKET"] == {"Ref": "ReportsBucket"} and env["ALERT_TOPIC_ARN"] == {
+        "Ref": "AlertsTopic"
+    }
+    writes = [
+        s
+        for p in fn["Properties"]["Policies"]
+        if isinstance(p, dict)
+        for s in p.get("Statement", [])
+        if "s3:PutObject" in s["Action"]
+    ]
+    assert [s["Resource"] for s in writes] == [{"Sub": "${ReportsBucket.Arn}/audits/*"}]
+    assert template["Resources"]["ReportsBucket"]["DeletionPolicy"] == "Retain"
 
 
 def test_handlers_are_thin_and_import_no_boto3():
@@ -85,4 +130,5 @@ def test_sam_build_offline_builds_layer_for_arm64_py313(tmp_path):
     assert not (layer / "regvault" / "harness").exists()  # test harness stays out of Lambda
     cores = list(layer.glob("pydantic_core/_pydantic_core*.so"))
     assert cores and "cpython-313-aarch64" in cores[0].name
-    assert sorted(p.name for p in (tmp_path / "build" / "CatalogFunction").iterdir()) == ["app.py"]
+    for name in ("CatalogFunction", "AuditFunction"):
+        assert sorted(p.name for p in (tmp_path / "build" / name).iterdir()) == ["app.py"]

@@ -40,6 +40,46 @@ class Settings(BaseModel):
             raise InvalidInput(f"bad Lambda environment: {one_line(exc)}") from None
 
 
+class AuditSettings(Settings):
+    reports_bucket: str = Field(min_length=3, max_length=63)
+    alert_topic_arn: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> AuditSettings:
+        env = os.environ if env is None else env
+        try:
+            return cls(
+                bucket=env.get("REGVAULT_BUCKET", ""),
+                root=env.get("REGVAULT_ROOT", ""),
+                reports_bucket=env.get("REPORTS_BUCKET", ""),
+                alert_topic_arn=env.get("ALERT_TOPIC_ARN") or None,
+            )
+        except ValidationError as exc:
+            raise InvalidInput(f"bad Lambda environment: {one_line(exc)}") from None
+
+
+# Keys of an EventBridge / EventBridge Scheduler envelope; the audit takes its options from the
+# top level (direct invocation, Scheduler input) or from "detail".
+_ENVELOPE = {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
+
+
+class AuditEvent(BaseModel):
+    """``{"deep": bool, "sample": float}``, a Scheduler event, or ``{}`` (a plain audit)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deep: bool = False
+    sample: float = Field(default=1.0, gt=0.0, le=1.0)
+
+    @classmethod
+    def from_event(cls, event: object) -> AuditEvent:
+        if isinstance(event, dict) and event.keys() & {"source", "detail-type"}:
+            detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+            options = {k: v for k, v in event.items() if k not in _ENVELOPE}
+            return parse_event(cls, {**options, **(detail or {})})
+        return parse_event(cls, event)
+
+
 class CatalogEvent(BaseModel):
     """``{"repository": "team/app"}`` or ``{}`` for every repository."""
 

@@ -1,0 +1,56 @@
+"""The scheduled audit's side effects: reports written to the reports bucket, an alert on errors.
+
+Never writes to the registry bucket: the sink is a separate store on the reports bucket.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from .findings import AuditReport
+from .report import to_markdown
+
+
+class ReportSink(Protocol):
+    bucket: str
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None: ...
+
+
+class Alerts(Protocol):
+    def publish(self, subject: str, message: str) -> None: ...
+
+
+def report_prefix(report: AuditReport) -> str:
+    root = report.root.replace("/", "_") or "_"
+    return f"audits/{report.bucket}/{root}/"
+
+
+def publish_report(report: AuditReport, sink: ReportSink, alerts: Alerts | None) -> dict[str, Any]:
+    """Write ``<stamp>.json`` and ``<stamp>.md`` (and ``latest.*``); alert when errors were found."""
+    prefix = report_prefix(report)
+    stamp = report.started_at.strftime("%Y/%m/%d/%H%M%SZ")
+    document = json.dumps(report.as_dict(), indent=2).encode()
+    markdown = to_markdown(report).encode()
+    keys = {"json": f"{prefix}{stamp}.json", "markdown": f"{prefix}{stamp}.md"}
+    sink.put_bytes(keys["json"], document, "application/json")
+    sink.put_bytes(keys["markdown"], markdown, "text/markdown; charset=utf-8")
+    sink.put_bytes(f"{prefix}latest.json", document, "application/json")
+    sink.put_bytes(f"{prefix}latest.md", markdown, "text/markdown; charset=utf-8")
+    alerted = False
+    s = report.summary
+    if alerts is not None and s["errors"]:
+        codes = sorted({f.code for f in report.findings if f.severity == "error"})
+        alerts.publish(
+            f"regvault: {s['errors']} error(s) in registry bucket {report.bucket}",
+            f"The audit of s3://{report.bucket}/{report.root} found {s['errors']} error(s) "
+            f"({', '.join(codes)}) and {s['warnings']} warning(s).\n"
+            f"Report: s3://{sink.bucket}/{keys['markdown']}\n",
+        )
+        alerted = True
+    return {
+        "reports": {k: f"s3://{sink.bucket}/{v}" for k, v in keys.items()},
+        "alerted": alerted,
+        "summary": s,
+    }

@@ -1,0 +1,130 @@
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+from regvault.digest import Digest
+from regvault.errors import InvalidInput
+from regvault.lambda_models import AuditEvent
+from regvault.layout import BlobData, RegistryLayout
+
+from .builders import RegistryWriter, push_image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Context:
+    function_name: str = "AuditFunction"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:AuditFunction"
+    aws_request_id: str = "req-2"
+
+
+def event(name):
+    return json.loads((ROOT / "events" / name).read_text())
+
+
+@pytest.fixture
+def deployed(s3, bucket, monkeypatch):
+    s3.create_bucket(Bucket="reports")
+    sns = boto3.client("sns", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    topic = sns.create_topic(Name="alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    for name, value in {
+        "REGVAULT_BUCKET": bucket,
+        "REGVAULT_ROOT": "",
+        "REPORTS_BUCKET": "reports",
+        "ALERT_TOPIC_ARN": topic,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "regvault",
+        "POWERTOOLS_SERVICE_NAME": "regvault",
+    }.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("audit_app", ROOT / "functions/audit/app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, sqs, queue
+
+
+def _objects(s3, bucket):
+    return {v["Key"]: v["VersionId"] for v in s3.list_object_versions(Bucket=bucket).get("Versions", [])}
+
+
+def test_scheduled_audit_writes_reports_emits_metrics_and_alerts_on_errors(deployed, s3, bucket, capsys):
+    module, sqs, queue = deployed
+    w = RegistryWriter(s3, bucket)
+    push_image(w, "team/app", "1.0", "a")
+    before = _objects(s3, bucket)
+
+    # a clean registry: reports, no alert
+    result = module.handler(event("audit-scheduled.json"), Context())
+    assert result["alerted"] is False and result["summary"]["errors"] == 0
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="reports")["Contents"])
+    assert len(keys) == 4 and keys[0].startswith(f"audits/{bucket}/_/") and keys[2].endswith("latest.json")
+    assert sqs.receive_message(QueueUrl=queue).get("Messages") is None
+
+    # damage: delete the layer; the next run alerts
+    layer = RegistryLayout("").key(BlobData(Digest.of(b"layer-a")))
+    assert layer in before
+    s3.delete_object(Bucket=bucket, Key=layer)
+    result = module.handler({"deep": True, "sample": 1.0}, Context())
+    assert result["alerted"] is True and result["summary"]["errors"] == 1
+    report = json.loads(
+        s3.get_object(Bucket="reports", Key=result["reports"]["json"].split("/", 3)[3])["Body"].read()
+    )
+    assert [f["code"] for f in report["findings"] if f["severity"] == "error"] == ["BLOB_MISSING"]
+    message = json.loads(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])
+    assert "1 error(s)" in message["Subject"] and "BLOB_MISSING" in message["Message"]
+
+    # metrics: findings by severity, versions scanned, S3 requests, duration
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [m["FindingsError"] for m in emf] == [[0.0], [1.0]]
+    assert all(
+        {"ObjectVersionsScanned", "S3Requests", "AuditDuration", "FindingsWarning"} <= m.keys() for m in emf
+    )
+
+    # the audit never wrote to the registry bucket: the same data versions as before
+    after = _objects(s3, bucket)
+    assert after == before
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (event("audit-scheduled.json"), (False, 1.0)),
+        (event("audit-deep.json"), (True, 0.1)),
+        ({}, (False, 1.0)),
+        (
+            {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {"deep": True}},
+            (True, 1.0),
+        ),
+    ],
+)
+def test_audit_events(payload, expected):
+    parsed = AuditEvent.from_event(payload)
+    assert (parsed.deep, parsed.sample) == expected
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        event("audit-invalid.json"),
+        {"sample": 0},
+        {"deep": True, "extra": 1},
+        "text",
+        {"source": "x", "detail": {"sample": 5}},
+    ],
+)
+def test_bad_audit_events_are_one_line_errors(payload):
+    with pytest.raises(InvalidInput) as info:
+        AuditEvent.from_event(payload)
+    assert "\n" not in str(info.value)
