@@ -158,6 +158,15 @@ def _progress(label: str) -> Any:
     return update
 
 
+def _console(out: TextIO) -> Any:
+    """A terminal gets tables at its width; files and pipes get wide, unwrapped lines."""
+    from rich.console import Console
+
+    if out is sys.stdout and sys.stdout.isatty():
+        return Console(file=out)
+    return Console(file=out, width=200)
+
+
 def cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
     from .errors import InvalidInput
 
@@ -179,10 +188,9 @@ def cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _ls_table(listing: Listing, s: dict[str, int], out: TextIO) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=out, width=max(120, Console().width) if out is sys.stdout else 160)
+    console = _console(out)
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("REPOSITORY", "TAG", "DIGEST", "TYPE", "WRITTEN (UTC)", "EARLIER", "STATE"):
         table.add_column(column, no_wrap=True)
@@ -253,16 +261,17 @@ def _audit_progress() -> Any:
 
 
 def _audit_table(report: Any, out: TextIO) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=out, width=max(120, Console().width) if out is sys.stdout else 160)
+    console = _console(out)
     s = report.summary
     colour = {"error": "red", "warning": "yellow", "info": "cyan"}
     if report.findings:
         table = Table(box=None, header_style="bold", pad_edge=False)
         for column in ("SEVERITY", "CODE", "REPOSITORY", "TAG", "DIGEST", "RECOVERABLE", "MESSAGE"):
-            table.add_column(column, no_wrap=column != "MESSAGE")
+            table.add_column(
+                column, no_wrap=column != "MESSAGE", min_width=40 if column == "MESSAGE" else None
+            )
         for f in report.findings:
             table.add_row(
                 f"[{colour[f.severity]}]{f.severity}[/]",

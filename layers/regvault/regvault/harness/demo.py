@@ -34,7 +34,7 @@ def _delete_manifest(env: LocalRegistry, repository: str, digest: str) -> int:
         return int(response.status)
 
 
-def run(workdir: Path | None, console: Console) -> int:
+def run(workdir: Path | None, output: Path, console: Console) -> int:
     started = time.monotonic()
     console.print(Rule("[bold]regvault demo[/]: a real registry on an S3 emulator, all on 127.0.0.1"))
     with LocalRegistry(workdir) as env:
@@ -43,6 +43,7 @@ def run(workdir: Path | None, console: Console) -> int:
             f"registry (docker-registry 2.8.2)     http://{env.registry.address}  bucket {env.bucket}"
         )
         console.print(f"working directory                    {env.workdir}\n")
+        os.environ.update(env.client_env())
 
         console.print(Rule("1. push sample images with skopeo"))
         with console.status("pushing…"):
@@ -50,33 +51,57 @@ def run(workdir: Path | None, console: Console) -> int:
         for reference, item in pushed.items():
             console.print(f"  pushed {reference:<20} {item['digest']}")
 
-        console.print(Rule("2. incidents: a bad re-push over a release tag, a manifest deleted"))
+        console.print(Rule("2. regvault audit on the healthy registry"))
+        clean = regvault(["audit"])
+        console.print(f"[dim]exit code {clean} (0: no error; the warnings are the local bucket's posture)[/]")
+
+        console.print(Rule("3. incidents people fear"))
         lay = env.layout
         bad = lay.tag("app-1.0-bad", lay.image([lay.layer("base-1", 4096), lay.layer("oops")], label="bad"))
         digest = env.push(bad, "team/app:1.0")
-        console.print(f"  re-pushed team/app:1.0 -> {digest} (the old image is now only in S3 versions)")
+        console.print(
+            f"  a bad re-push over team/app:1.0 -> {digest[:19]}… (the old image lives on in S3 versions)"
+        )
         api = pushed["team/api:2.0"]["digest"]
         status = _delete_manifest(env, "team/api", api)
-        console.print(f"  DELETE /v2/team/api/manifests/{api[:19]}… -> HTTP {status} (tag 2.0 is gone)")
-
-        console.print(Rule("3. regvault ls: what S3 holds, deleted tags and earlier digests included"))
-        os.environ.update(env.client_env())
-        code = regvault(["ls"])
+        console.print(f"  DELETE /v2/team/api/manifests/{api[:19]}… -> HTTP {status}")
+        env.registry.garbage_collect(delete_untagged=True)
+        env.registry.restart()  # drop the in-memory blob-descriptor cache (distribution #3743)
         console.print(
-            f"\n[dim]the CLI used: regvault ls --bucket {env.bucket} --endpoint-url "
-            f"{env.emulator.endpoint_url}[/]"
+            "  docker-registry garbage-collect --delete-untagged (sweeps index children: distribution #3004)"
+        )
+        big = max(pushed["team/app:1.1"]["image"].blobs.items(), key=lambda kv: kv[1])[0]
+        key = env.layout_key_of_blob(big)
+        env.s3.delete_object(Bucket=env.bucket, Key=key)
+        console.print(f"  an S3-level delete of team/app:1.1's 6 MiB layer {big[:19]}…")
+
+        console.print(Rule("4. regvault ls: deleted tags and earlier digests included"))
+        regvault(["ls"])
+
+        console.print(Rule("5. regvault audit: what broke, and whether S3 versions can bring it back"))
+        output.mkdir(parents=True, exist_ok=True)
+        code = regvault(["audit"])
+        regvault(["audit", "--format", "json", "--output", str(output / "audit.json")])
+        regvault(["audit", "--format", "markdown", "--output", str(output / "audit.md")])
+        console.print(
+            f"[dim]exit code {code} (1: errors found); reports written to {output}/audit.json and audit.md[/]"
+        )
+        console.print(
+            f"\n[dim]the CLI used: regvault audit --bucket {env.bucket} "
+            f"--endpoint-url {env.emulator.endpoint_url}[/]"
         )
         console.print(Rule(f"done in {time.monotonic() - started:.0f} s; stopping the emulator and registry"))
-        return code
+        return 0 if clean == 0 and code == 1 else 1
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="regvault-demo", description=__doc__)
     parser.add_argument("--workdir", type=Path, help="keep the harness files here (default: a temp dir)")
+    parser.add_argument("--output", type=Path, default=Path("demo-output"), help="where the reports go")
     args = parser.parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 110)
+    console = Console(width=None if sys.stdout.isatty() else 200)
     try:
-        sys.exit(run(args.workdir, console))
+        sys.exit(run(args.workdir, args.output, console))
     except KeyboardInterrupt:
         console.print("\n[yellow]interrupted: every process the demo started was stopped[/]")
         sys.exit(130)

@@ -62,6 +62,12 @@ class LocalRegistry:
             self.layout, image.ref, destination, all_images=image.is_index, docker_v2s2=docker_v2s2
         )
 
+    def layout_key_of_blob(self, digest: str) -> str:
+        from ..digest import Digest
+        from ..layout import BlobData, RegistryLayout
+
+        return RegistryLayout(self.root).key(BlobData(Digest.parse(digest)))
+
     def client_env(self) -> dict[str, str]:
         return {**self.emulator.client_env(), "REGVAULT_BUCKET": self.bucket, "REGVAULT_ROOT": self.root}
 
