@@ -11,150 +11,24 @@ Costs: ceil(versions / 1000) list requests + one GET per distinct manifest (curr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from .aws import BucketPosture
-from .digest import Digest, parse_link_body
-from .errors import InvalidInput, ManifestError, NoRegistryFound, ObjectMissing, ObjectTooLarge
+from .closure import LinkReader, ManifestSource, Planner, has_data, is_live, tag_pointers
+from .digest import Digest
+from .errors import InvalidInput, NoRegistryFound
 from .findings import ERROR, SEVERITY_ORDER, WARNING, AuditReport, Finding, HistoryEntry, TagReport
-from .inventory import KeyHistory, ObjectVersion, walk
+from .inventory import KeyHistory, walk
 from .layout import BlobData, LayerLink, RegistryLayout, RevisionLink, TagCurrentLink, TagIndexLink
-from .manifests import MAX_MANIFEST_BYTES, Manifest, parse_manifest
-from .model import LINK_SIZES, RegistryModel, RepositoryKeys, TagKeys, link_candidates, resolve_by_etag
+from .model import RegistryModel, RepositoryKeys, TagKeys, link_candidates
 
 DEFAULT_GRACE = timedelta(hours=2)
-
-
-class ObjectReader(Protocol):
-    def get_bytes(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes: ...
-
-
-def has_data(history: KeyHistory | None) -> bool:
-    return history is not None and any(not v.is_delete_marker for v in history.versions)
-
-
-def is_live(history: KeyHistory | None) -> bool:
-    return history is not None and history.current is not None
-
-
-# --- manifest bodies ---------------------------------------------------------------------------
-
-
-@dataclass
-class ManifestRead:
-    version_id: str
-    size: int
-    digest_ok: bool | None  # None: not checked (the object was too large or vanished)
-    manifest: Manifest | None
-    error: str | None
-
-
-class ManifestSource:
-    """Reads manifest blobs (any version) once each, with their digest checked."""
-
-    def __init__(self, reader: ObjectReader, model: RegistryModel) -> None:
-        self.reader = reader
-        self.model = model
-        self.cache: dict[tuple[Digest, str], ManifestRead] = {}
-
-    def _read(self, digest: Digest, version: ObjectVersion) -> ManifestRead:
-        cached = self.cache.get((digest, version.version_id))
-        if cached is not None:
-            return cached
-        key = self.model.layout.key(BlobData(digest))
-        try:
-            body = self.reader.get_bytes(key, version.version_id, max_bytes=MAX_MANIFEST_BYTES)
-        except ObjectTooLarge:
-            read = ManifestRead(version.version_id, version.size, None, None, "larger than 4 MiB")
-        except ObjectMissing:
-            read = ManifestRead(
-                version.version_id, version.size, False, None, "version vanished while reading"
-            )
-        else:
-            ok = hashlib.new(digest.algorithm, body).hexdigest() == digest.hex
-            try:
-                read = ManifestRead(version.version_id, len(body), ok, parse_manifest(body), None)
-            except ManifestError as exc:
-                read = ManifestRead(version.version_id, len(body), ok, None, str(exc))
-        self.cache[(digest, version.version_id)] = read
-        return read
-
-    def current(self, digest: Digest) -> ManifestRead | None:
-        history = self.model.blobs.get(digest)
-        if history is None or history.current is None:
-            return None
-        return self._read(digest, history.current)
-
-    def best_recoverable(self, digest: Digest) -> ManifestRead | None:
-        """The newest data version whose bytes hash to the digest and parse (None: none left)."""
-        history = self.model.blobs.get(digest)
-        if history is None:
-            return None
-        for version in history.data_versions:
-            read = self._read(digest, version)
-            if read.digest_ok and read.manifest is not None:
-                return read
-        return None
-
-    def prefetch(self, digests: Iterable[Digest], workers: int, historical: bool = False) -> None:
-        jobs = []
-        for digest in set(digests):
-            history = self.model.blobs.get(digest)
-            if history is None:
-                continue
-            versions = history.data_versions if historical else ([history.current] if history.current else [])
-            jobs += [(digest, v) for v in versions[:1]]
-        if not jobs:
-            return
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            list(pool.map(lambda job: self._read(*job), jobs))
-
-
-# --- link reading ------------------------------------------------------------------------------
-
-
-class LinkReader:
-    """Which digest a link version holds: from its ETag when possible, otherwise by reading it."""
-
-    def __init__(self, reader: ObjectReader) -> None:
-        self.reader = reader
-        self.cache: dict[tuple[str, str], Digest | str] = {}
-
-    def resolve(self, history: KeyHistory, version: ObjectVersion, candidates: list[Digest]) -> Digest | str:
-        """The digest, or a string saying why the link is malformed."""
-        digest = resolve_by_etag(version, candidates)
-        if digest is not None:
-            return digest
-        cached = self.cache.get((history.key, version.version_id))
-        if cached is not None:
-            return cached
-        try:
-            body = self.reader.get_bytes(history.key, version.version_id, max_bytes=1024)
-            result: Digest | str = parse_link_body(body)
-        except ObjectTooLarge:
-            result = "link body larger than 1 KiB"
-        except InvalidInput as exc:
-            result = str(exc)
-        except ObjectMissing:
-            result = "version vanished while reading"
-        self.cache[(history.key, version.version_id)] = result
-        return result
-
-    def holds(self, history: KeyHistory, version: ObjectVersion, expected: Digest) -> bool | str:
-        """True when the link version holds exactly ``expected``; else the reason."""
-        if version.size == LINK_SIZES.get(expected.algorithm) and version.etag == expected.link_etag():
-            return True
-        result = self.resolve(history, version, [])
-        if isinstance(result, Digest):
-            return True if result == expected else f"holds {result} instead of {expected}"
-        return result
 
 
 # --- the rules ---------------------------------------------------------------------------------
@@ -165,16 +39,6 @@ class AuditOptions:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     grace: timedelta = DEFAULT_GRACE
     workers: int = 8
-
-
-@dataclass
-class Closure:
-    """What one image needs, and what of it S3 can no longer provide in any version."""
-
-    recoverable: bool = True
-    missing: list[str] = field(default_factory=list)
-    size: int = 0
-    media_type: str | None = None
 
 
 class Rules:
@@ -189,6 +53,7 @@ class Rules:
         self.findings: list[Finding] = []
         self.checked_links: set[str] = set()
         self.missing_manifests: set[tuple[str, Digest]] = set()  # reported through a live tag
+        self.planner = Planner(model, manifests, links)
 
     def add(self, code: str, message: str, **where: Any) -> None:
         self.findings.append(Finding(code, message, **where))
@@ -340,62 +205,6 @@ class Rules:
         )
 
     # --- tags and history ----------------------------------------------------------------
-    def tag_pointers(self, repo: RepositoryKeys, tag: TagKeys) -> list[tuple[Digest, datetime | None]]:
-        """(digest, most recent time the tag was set to it), newest first."""
-        out: dict[Digest, datetime | None] = {}
-        candidates = link_candidates(repo, tag)
-        if tag.current is not None:
-            for version in tag.current.data_versions:
-                result = self.links.resolve(tag.current, version, candidates)
-                if isinstance(result, Digest) and result not in out:
-                    out[result] = version.last_modified
-        for digest, history in sorted(
-            tag.index.items(),
-            key=lambda kv: kv[1].first_written or datetime.min.replace(tzinfo=UTC),
-            reverse=True,
-        ):
-            if digest not in out and has_data(history):
-                out[digest] = history.first_written
-        return sorted(out.items(), key=lambda kv: kv[1] or datetime.min.replace(tzinfo=UTC), reverse=True)
-
-    def closure(
-        self, repo: RepositoryKeys, digest: Digest, tag: str | None, seen: frozenset[Digest] = frozenset()
-    ) -> Closure:
-        """Whether every object of this image still has a data version (restorable by copy-forward)."""
-        out = Closure()
-
-        def need(history: KeyHistory | None, key: str) -> None:
-            if not has_data(history):
-                out.recoverable = False
-                out.missing.append(key)
-
-        need(repo.revisions.get(digest), self.layout.key(RevisionLink(repo.name, digest)))
-        if tag is not None and not seen:
-            need(
-                repo.tags[tag].index.get(digest) if tag in repo.tags else None,
-                self.layout.key(TagIndexLink(repo.name, tag, digest)),
-            )
-        read = self.manifests.best_recoverable(digest)
-        if read is None or read.manifest is None:
-            out.recoverable = False
-            out.missing.append(self.layout.key(BlobData(digest)))
-            return out
-        out.media_type = read.manifest.media_type
-        out.size += read.size
-        if digest in seen:
-            return out
-        for child in read.manifest.children:
-            sub = self.closure(repo, child.digest, tag, seen | {digest})
-            out.recoverable &= sub.recoverable
-            out.missing += sub.missing
-            out.size += sub.size
-        for blob in read.manifest.blobs:
-            history = self.model.blobs.get(blob.digest)
-            need(history, self.layout.key(BlobData(blob.digest)))
-            need(repo.layers.get(blob.digest), self.layout.key(LayerLink(repo.name, blob.digest)))
-            out.size += blob.size or 0
-        return out
-
     def audit_tag(self, repo: RepositoryKeys, tag: TagKeys) -> TagReport:
         current_digest: Digest | None = None
         where = {"repository": repo.name, "tag": tag.name}
@@ -429,27 +238,22 @@ class Rules:
                     **where,
                 )
         history = []
-        for digest, at in self.tag_pointers(repo, tag):
+        for digest, at in tag_pointers(self.links, repo, tag):
             is_current = digest == current_digest
-            closure = self.closure(repo, digest, tag.name)
+            plan = self.planner.image(repo.name, digest, tag.name)
+            missing = [n.key for n in plan.missing]
             history.append(
                 HistoryEntry(
-                    str(digest),
-                    at,
-                    is_current,
-                    closure.media_type,
-                    closure.size,
-                    closure.recoverable,
-                    closure.missing,
+                    str(digest), at, is_current, plan.media_type, plan.size, plan.recoverable, missing
                 )
             )
-            if not is_current and not closure.recoverable:
+            if not is_current and not plan.recoverable:
                 self.add(
                     "HISTORY_UNRECOVERABLE",
                     f"{repo.name}:{tag.name} earlier image {digest.short} cannot be restored: "
-                    f"{len(closure.missing)} object(s) have no version left",
+                    f"{len(missing)} object(s) have no version left",
                     digest=str(digest),
-                    key=closure.missing[0],
+                    key=missing[0],
                     recoverable=False,
                     **where,
                 )
