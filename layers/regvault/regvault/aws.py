@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 DEFAULT_PAGE_SIZE = 1000
+MAX_SINGLE_COPY = 5 * 1024**3  # S3's CopyObject limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +219,27 @@ class S3Store:
             finally:
                 body.close()
         return digest.hexdigest(), size
+
+    def latest_version_id(self, key: str) -> str | None:
+        """The version id of the key's latest version (a delete marker's too); None: no version."""
+        with self._errors("ListObjectVersions", key):
+            response = self.client.list_object_versions(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+        for record in _records(response):
+            if record.key == key and record.is_latest:
+                return record.version_id
+        return None
+
+    def copy_version(self, key: str, source_key: str, source_version: str, size: int | None = None) -> None:
+        """Copy one old version forward onto ``key`` (a new version; nothing is deleted).
+
+        Above 5 GB S3 refuses a single CopyObject: boto3's managed copy does it in parts.
+        """
+        source = {"Bucket": self.bucket, "Key": source_key, "VersionId": source_version}
+        with self._errors("CopyObject", key):
+            if size is not None and size > MAX_SINGLE_COPY:
+                self.client.copy(source, self.bucket, key)
+            else:
+                self.client.copy_object(Bucket=self.bucket, Key=key, CopySource=source)
 
     def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
         """Write one object (reports bucket only; regvault never writes the registry bucket here)."""

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from . import __version__
 from .catalog import Listing, list_registry, listing_document
-from .errors import RegvaultError
+from .errors import InvalidInput, RegvaultError
 from .layout import RegistryLayout
 from .manifests import short_media_type
 
@@ -50,6 +50,26 @@ examples:
 exit codes: 0 no error-severity finding, 1 errors found, 2 could not run.
 Severities: error = a pull of a live tag breaks or data is lost now; warning = risk (bucket posture,
 deleted tags, history that can no longer be restored); info = housekeeping (orphans, stale uploads).
+"""
+
+
+HISTORY_EXAMPLES = """\
+examples:
+  regvault history team/app:1.4
+  regvault history team/app --format json
+"""
+
+RESTORE_EXAMPLES = """\
+examples:
+  regvault restore team/app:1.4 --previous                 # plan only: what would be copied
+  regvault restore team/app:1.4 --previous --apply
+  regvault restore team/app:1.4 --to sha256:4f1c… --apply
+  regvault restore team/app:1.4 --at 2026-11-20T10:00:00Z --apply
+  regvault restore team/app --at 2026-11-20T10:00:00+01:00 --apply   # every tag of the repository
+
+exit codes: 0 done or plannable, 1 not restorable (the missing objects are named) or the tag moved
+meanwhile, 2 bad input. After blobs come back, restart a registry that runs the in-memory blob
+descriptor cache (see README).
 """
 
 
@@ -129,6 +149,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--workers", type=int, default=8, metavar="N", help="parallel S3 reads (default 8)")
     _common(audit, suppress=True, formats=("table", "json", "markdown"))
+
+    history = sub.add_parser(
+        "history",
+        help="every digest a tag pointed at, and whether S3 can still restore it",
+        description="Every digest each tag pointed at, newest first, when, media type, total size, and "
+        "whether the whole image (manifest, index children, config, layers, links) can still be restored "
+        "from S3 versions; if not, which objects are gone for good.",
+        epilog=HISTORY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    history.add_argument("reference", metavar="REPO[:TAG]")
+    _common(history, suppress=True)
+
+    restore = sub.add_parser(
+        "restore",
+        help="put a tag (or a whole repository) back the way it was",
+        description="Plan, and with --apply carry out, a restore that copies old S3 object versions "
+        "forward: blobs first, then links, the tag's current link last. Never deletes anything.",
+        epilog=RESTORE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    restore.add_argument("reference", metavar="REPO:TAG | REPO")
+    which = restore.add_mutually_exclusive_group(required=True)
+    which.add_argument("--to", metavar="DIGEST", help="restore the tag to this manifest digest")
+    which.add_argument(
+        "--previous", type=int, nargs="?", const=1, metavar="N", help="the Nth earlier digest (default 1)"
+    )
+    which.add_argument(
+        "--at", metavar="TIME", help="as it was at this ISO-8601 time with offset (…Z, +02:00)"
+    )
+    restore.add_argument("--apply", action="store_true", help="carry the plan out (default: print it only)")
+    restore.add_argument("--force", action="store_true", help="move the tag even if someone pushed meanwhile")
+    _common(restore, suppress=True)
     return parser
 
 
@@ -168,8 +221,6 @@ def _console(out: TextIO) -> Any:
 
 
 def cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
-    from .errors import InvalidInput
-
     if not 1 <= args.page_size <= 1000:
         raise InvalidInput("--page-size must be between 1 and 1000")
     store = _store(args)
@@ -294,7 +345,151 @@ def _audit_table(report: Any, out: TextIO) -> None:
     )
 
 
-COMMANDS = {"ls": cmd_ls, "audit": cmd_audit}
+def _split_ref(text: str) -> tuple[str, str | None]:
+    from .reference import Reference
+
+    ref = Reference.parse(text)
+    if ref.digest is not None:
+        raise InvalidInput("name a tag (REPO:TAG) or a repository (REPO), not a digest reference")
+    return ref.repository, ref.tag
+
+
+def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
+    from .restore import tag_history
+
+    repository, tag = _split_ref(args.reference)
+    store = _store(args)
+    _, root = _settings(args)
+    doc = tag_history(store, RegistryLayout(root), repository, tag)
+    if args.format == "json":
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return 0
+    console = _console(out)
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("REPOSITORY", "TAG", "", "DIGEST", "POINTED AT (UTC)", "TYPE", "SIZE", "RESTORABLE"):
+        table.add_column(column, no_wrap=True)
+    for t in doc["tags"]:
+        for entry in t["history"]:
+            marker = (
+                "current"
+                if entry["current"]
+                else ("deleted" if t["state"] == "deleted" and entry is t["history"][0] else "")
+            )
+            restorable = (
+                "yes" if entry["recoverable"] else f"NO: {len(entry['missing'])} gone ({entry['missing'][0]})"
+            )
+            table.add_row(
+                t["repository"],
+                t["tag"],
+                marker,
+                entry["digest"][:19],
+                (entry["at"] or "?")[:19].replace("T", " "),
+                short_media_type(entry["media_type"]),
+                _size(entry["size"]),
+                restorable,
+            )
+    console.print(table)
+    console.print(
+        f"{sum(len(t['history']) for t in doc['tags'])} image(s) in {len(doc['tags'])} tag(s); {doc['s3_requests']} S3 requests"
+    )
+    return 0
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
+    from .restore import apply_plan, parse_time, plan_restore
+
+    repository, tag = _split_ref(args.reference)
+    at = parse_time(args.at) if args.at is not None else None
+    store = _store(args)
+    _, root = _settings(args)
+    layout = RegistryLayout(root)
+    plan, _ = plan_restore(store, layout, repository, tag, to=args.to, previous=args.previous, at=at)
+    doc = plan.as_dict(layout)
+    applied = None
+    if args.apply and plan.restorable:
+        tty = sys.stderr.isatty()
+
+        def progress(i: int, total: int, need: Any) -> None:
+            if tty:
+                sys.stderr.write(f"\r\033[Krestore: {i}/{total} {need.phase}")
+                sys.stderr.flush()
+
+        result = apply_plan(store, plan, force=args.force, progress=progress)
+        if tty:
+            sys.stderr.write("\r\033[K")
+        applied = result.copied
+    doc["applied"] = args.apply and plan.restorable
+    doc["copied"] = applied or 0
+    doc["s3_requests"] = store.requests.total
+    if args.format == "json":
+        out.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        _plan_table(doc, out, args.apply)
+    if not plan.restorable:
+        names = ", ".join(m["key"] for m in doc["missing"][:3])
+        print(
+            f"regvault: not restorable: {len(doc['missing'])} object(s) have no version left: {names}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _plan_table(doc: dict[str, Any], out: TextIO, apply: bool) -> None:
+    from rich.table import Table
+
+    console = _console(out)
+    for t in doc["targets"]:
+        now = (t["current"] or "deleted")[:19]
+        console.print(f"{t['repository']}:{t['tag']}  {now} -> [bold]{t['digest'][:19]}[/]  ({t['reason']})")
+    for line in doc["skipped"]:
+        console.print(f"[dim]skipped: {line}[/]")
+    if doc["missing"]:
+        console.print("[red]not restorable[/]: these objects have no version left:")
+        for m in doc["missing"]:
+            console.print(f"  {m['key']}  ({m['why']})")
+        console.print("nothing was written")
+        return
+    if not doc["operations"]:
+        console.print("nothing to do: every object is already in place")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("#", "PHASE", "COPY ONTO", "FROM VERSION", "OF", "WRITTEN (UTC)"):
+        table.add_column(column, no_wrap=True)
+    for i, op in enumerate(doc["operations"], 1):
+        source = "same key" if op["source_key"] == op["key"] else op["source_key"]
+        table.add_row(
+            str(i),
+            op["phase"],
+            op["key"],
+            op["source_version"][:20],
+            source,
+            (op["source_time"] or "")[:19].replace("T", " "),
+        )
+    console.print(table)
+    if apply:
+        console.print(
+            f"[green]restored[/]: {doc['copied']} object version(s) copied forward; nothing deleted"
+        )
+    else:
+        console.print(
+            f"plan only: {len(doc['operations'])} copy operation(s); run again with --apply to carry it out"
+        )
+
+
+COMMANDS = {"ls": cmd_ls, "audit": cmd_audit, "history": cmd_history, "restore": cmd_restore}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

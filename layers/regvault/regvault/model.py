@@ -79,6 +79,12 @@ class RegistryModel:
         for history in inventory:
             self._index(history)
 
+    def absorb(self, part: Inventory) -> None:
+        """Add a disjoint part of the bucket (e.g. blob keys listed one by one) to the model."""
+        self.inventory.merge(part)
+        for history in part:
+            self._index(history)
+
     def _repo(self, name: str) -> RepositoryKeys:
         repo = self.repositories.get(name)
         if repo is None:
