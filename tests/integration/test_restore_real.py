@@ -61,8 +61,14 @@ def incident(scratch):
             env.s3.delete_object(Bucket=env.bucket, Key=v["Key"])
     env.registry.garbage_collect(delete_untagged=True)
     env.registry.restart()
-    return env, {"old": old, "new": new, "old_index": old_index, "new_index": new_index, "gone": gone,
-                 "before_delete": before_delete}
+    return env, {
+        "old": old,
+        "new": new,
+        "old_index": old_index,
+        "new_index": new_index,
+        "gone": gone,
+        "before_delete": before_delete,
+    }
 
 
 def test_restore_previous_single_arch_after_gc_pulls_the_old_image(incident, capsys, cli_env, tmp_path):
@@ -75,7 +81,9 @@ def test_restore_previous_single_arch_after_gc_pulls_the_old_image(incident, cap
     assert code == 0 and plan["restorable"] and not plan["applied"]
     assert plan["targets"][0]["digest"] == d["old"] and plan["targets"][0]["current"] == d["new"]
     phases = [op["phase"] for op in plan["operations"]]
-    assert phases[-1] == "tag-current" and phases.index("blob") < phases.index("manifest") < phases.index("revision-link")
+    assert phases[-1] == "tag-current" and phases.index("blob") < phases.index("manifest") < phases.index(
+        "revision-link"
+    )
     assert versions(env) == before
     # apply
     code, result, _ = restore_json(capsys, "rs/app:1.4", "--previous", "--apply")
@@ -142,8 +150,14 @@ def test_not_restorable_writes_nothing_and_names_what_is_gone(incident, capsys, 
     env, d = incident
     cli_env(env)
     # Given every version of one layer of the image purged (as an expired lifecycle would)
-    lay_key = next(v["Key"] for v in all_versions(env) if v["Key"].endswith("/data") and "/blobs/" in v["Key"]
-                   and v["Size"] > 250_000 and v["Size"] < 400_000)
+    lay_key = next(
+        v["Key"]
+        for v in all_versions(env)
+        if v["Key"].endswith("/data")
+        and "/blobs/" in v["Key"]
+        and v["Size"] > 250_000
+        and v["Size"] < 400_000
+    )
     for v in all_versions(env):
         if v["Key"] == lay_key:
             env.s3.delete_object(Bucket=env.bucket, Key=lay_key, VersionId=v["VersionId"])
