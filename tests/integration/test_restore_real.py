@@ -105,6 +105,7 @@ def test_restore_previous_multi_arch_index_pulls_every_platform(incident, capsys
     before = versions(env)
     code, result, err = restore_json(capsys, "rs/multi:latest", "--previous", "--apply")
     assert code == 0, err
+    assert result["targets"][0]["digest"] == d["old_index"]
     assert before <= versions(env)
     assert served_digest(env, "rs/multi:latest") == d["old_index"]
     env.skopeo.pull("rs/multi:latest", tmp_path / "pulled", all_images=True)

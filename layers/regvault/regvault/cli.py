@@ -392,7 +392,8 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
             )
     console.print(table)
     console.print(
-        f"{sum(len(t['history']) for t in doc['tags'])} image(s) in {len(doc['tags'])} tag(s); {doc['s3_requests']} S3 requests"
+        f"{sum(len(t['history']) for t in doc['tags'])} image(s) in {len(doc['tags'])} tag(s); "
+        f"{doc['s3_requests']} S3 requests"
     )
     return 0
 
