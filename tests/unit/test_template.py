@@ -10,6 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
+READ_ONLY_OBJECTS = {"s3:ListBucket", "s3:ListBucketVersions", "s3:GetObject", "s3:GetObjectVersion"}
 READ_ONLY = {
     "s3:ListBucket",
     "s3:ListBucketVersions",
@@ -81,6 +82,19 @@ def test_function_is_read_only_on_the_registry_bucket(template, name):
         assert "*" not in action and not action.startswith(("s3:Put", "s3:Delete", "s3:Restore", "s3:Abort"))
 
 
+def test_restore_can_copy_forward_under_the_registry_prefix_and_never_delete(template):
+    fn = functions(template)["RestoreFunction"]
+    actions = registry_bucket_actions(fn)
+    assert actions == READ_ONLY_OBJECTS | {"s3:PutObject"}
+    statements = [
+        s for p in fn["Properties"]["Policies"] if isinstance(p, dict) for s in p.get("Statement", [])
+    ]
+    put = next(s for s in statements if "s3:PutObject" in s["Action"])
+    assert "/docker/registry/v2/*" in json.dumps(put["Resource"])
+    every_action = json.dumps(fn["Properties"]["Policies"])
+    assert "Delete" not in every_action and '"s3:*"' not in every_action
+
+
 def test_audit_is_scheduled_daily_and_reports_elsewhere(template):
     fn = functions(template)["AuditFunction"]
     event = fn["Properties"]["Events"]["Nightly"]
@@ -130,5 +144,5 @@ def test_sam_build_offline_builds_layer_for_arm64_py313(tmp_path):
     assert not (layer / "regvault" / "harness").exists()  # test harness stays out of Lambda
     cores = list(layer.glob("pydantic_core/_pydantic_core*.so"))
     assert cores and "cpython-313-aarch64" in cores[0].name
-    for name in ("CatalogFunction", "AuditFunction"):
+    for name in ("CatalogFunction", "AuditFunction", "RestoreFunction"):
         assert sorted(p.name for p in (tmp_path / "build" / name).iterdir()) == ["app.py"]

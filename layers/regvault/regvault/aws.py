@@ -333,6 +333,34 @@ class Notifier:
             raise StorageError(f"could not publish to {self.topic_arn}: {exc}") from None
 
 
+class RegistryRestarter:
+    """Restarts the registry container on its instance through SSM Run Command.
+
+    After blobs come back, a registry running the in-memory blob-descriptor cache may still answer
+    for them from memory (distribution #3743); a restart clears it. The command names no secret.
+    """
+
+    CONTAINER = "registry"
+
+    def __init__(self, instance_id: str, client: Any = None) -> None:
+        self.instance_id = instance_id
+        self.client = client or boto3.client(
+            "ssm", config=Config(retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS})
+        )
+
+    def restart(self) -> str:
+        try:
+            response = self.client.send_command(
+                InstanceIds=[self.instance_id],
+                DocumentName="AWS-RunShellScript",
+                Comment="regvault: restart the registry after a restore",
+                Parameters={"commands": [f"docker restart {self.CONTAINER}"]},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"could not restart the registry on {self.instance_id}: {exc}") from None
+        return str(response["Command"]["CommandId"])
+
+
 def _records(response: dict[str, Any]) -> list[VersionRecord]:
     out = [
         VersionRecord(

@@ -9,11 +9,12 @@ import os
 from collections.abc import Mapping
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .digest import Digest
 from .errors import InvalidInput
 from .layout import normalize_root
-from .reference import validate_repository
+from .reference import validate_repository, validate_tag
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -78,6 +79,73 @@ class AuditEvent(BaseModel):
             options = {k: v for k, v in event.items() if k not in _ENVELOPE}
             return parse_event(cls, {**options, **(detail or {})})
         return parse_event(cls, event)
+
+
+class RestoreSettings(Settings):
+    alert_topic_arn: str | None = None
+    restart_instance_id: str | None = Field(default=None, pattern=r"^i-[0-9a-f]{8,17}$")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RestoreSettings:
+        env = os.environ if env is None else env
+        try:
+            return cls(
+                bucket=env.get("REGVAULT_BUCKET", ""),
+                root=env.get("REGVAULT_ROOT", ""),
+                alert_topic_arn=env.get("ALERT_TOPIC_ARN") or None,
+                restart_instance_id=env.get("RESTART_REGISTRY_INSTANCE_ID") or None,
+            )
+        except ValidationError as exc:
+            raise InvalidInput(f"bad Lambda environment: {one_line(exc)}") from None
+
+
+class RestoreEvent(BaseModel):
+    """``{"repository", "tag", "to" | "previous" | "at", "apply": false}``; without ``tag``, ``at``
+    restores every tag of the repository."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repository: str
+    tag: str | None = None
+    to: str | None = None
+    previous: int | None = Field(default=None, ge=1, le=1000)
+    at: str | None = None
+    apply: bool = False
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        return validate_repository(value)
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        return None if value is None else validate_tag(value)
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: str | None) -> str | None:
+        if value is not None:
+            Digest.parse(value)
+        return value
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .restore import parse_time
+
+            parse_time(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RestoreEvent:
+        given = [name for name in ("to", "previous", "at") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'to', 'previous', 'at'")
+        if self.tag is None and self.at is None:
+            raise ValueError("'tag' is required unless 'at' restores the whole repository")
+        return self
 
 
 class CatalogEvent(BaseModel):

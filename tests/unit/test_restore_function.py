@@ -1,0 +1,121 @@
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+from regvault.errors import InvalidInput
+from regvault.layout import RegistryLayout, TagCurrentLink
+
+from .builders import RegistryWriter, push_image
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Context:
+    function_name: str = "RestoreFunction"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:RestoreFunction"
+    aws_request_id: str = "req-3"
+
+
+def event(name):
+    return json.loads((ROOT / "events" / name).read_text())
+
+
+@pytest.fixture
+def deployed(s3, bucket, monkeypatch):
+    sns = boto3.client("sns", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    topic = sns.create_topic(Name="alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    for name, value in {
+        "REGVAULT_BUCKET": bucket,
+        "ALERT_TOPIC_ARN": topic,
+        "RESTART_REGISTRY_INSTANCE_ID": "i-0123456789abcdef0",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "regvault",
+        "POWERTOOLS_SERVICE_NAME": "regvault",
+    }.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location("restore_app", ROOT / "functions/restore/app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    w = RegistryWriter(s3, bucket)
+    first = push_image(w, "team/app", "1.0", "a")
+    second = push_image(w, "team/app", "1.0", "b")
+    return module, sqs, queue, first, second
+
+
+def _current(s3, bucket):
+    return (
+        s3.get_object(Bucket=bucket, Key=RegistryLayout("").key(TagCurrentLink("team/app", "1.0")))["Body"]
+        .read()
+        .decode()
+    )
+
+
+def test_sample_event_plans_without_writing(deployed, s3, bucket):
+    module, sqs, queue, first, second = deployed
+    result = module.handler(event("restore-previous.json"), Context())
+    assert result["applied"] is False and result["restorable"] is True
+    assert result["targets"][0]["digest"] == str(first)
+    assert [op["phase"] for op in result["operations"]] == ["tag-current"]
+    assert _current(s3, bucket) == str(second)
+    assert sqs.receive_message(QueueUrl=queue).get("Messages") is None
+
+
+def test_apply_restores_notifies_and_emits_metrics(deployed, s3, bucket, capsys):
+    module, sqs, queue, first, _ = deployed
+    result = module.handler(
+        {"repository": "team/app", "tag": "1.0", "to": str(first), "apply": True}, Context()
+    )
+    assert result["applied"] is True and result["copied"] == 1
+    assert result["registry_restart"] is None  # only links moved: no blob came back, no restart
+    assert _current(s3, bucket) == str(first)
+    message = json.loads(sqs.receive_message(QueueUrl=queue)["Messages"][0]["Body"])
+    assert "restored 1 tag(s)" in message["Subject"]
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf[-1]["TagsRestored"] == [1.0] and emf[-1]["ObjectsCopied"] == [1.0]
+
+
+def test_blobs_brought_back_restart_the_registry_through_ssm(deployed, s3, bucket):
+    module, _, _, first, _ = deployed
+    key = RegistryLayout("").key  # delete the first image's layer (a GC would)
+    from regvault.digest import Digest
+    from regvault.layout import BlobData
+
+    s3.delete_object(Bucket=bucket, Key=key(BlobData(Digest.of(b"layer-a"))))
+    result = module.handler({"repository": "team/app", "tag": "1.0", "previous": 1, "apply": True}, Context())
+    assert result["copied"] == 2 and result["registry_restart"]
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    command = ssm.list_commands(CommandId=result["registry_restart"])["Commands"][0]
+    assert command["DocumentName"] == "AWS-RunShellScript"
+    assert command["Parameters"]["commands"] == ["docker restart registry"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (event("restore-invalid.json"), "has no UTC offset"),
+        ({"repository": "team/app", "tag": "1.0"}, "exactly one of"),
+        ({"repository": "team/app", "previous": 1}, "'tag' is required"),
+        ({"repository": "team/app", "tag": "1.0", "previous": 0}, "greater than or equal to 1"),
+        ({"repository": "team/app", "tag": "1.0", "to": "sha256:xyz"}, "invalid digest"),
+        ({"repository": "Team", "tag": "1.0", "previous": 1}, "invalid repository name"),
+        ({"repository": "team/app", "tag": "1.0", "previous": 1, "apply": "maybe"}, "apply"),
+    ],
+)
+def test_bad_events_are_one_line_errors_and_write_nothing(deployed, s3, bucket, payload, message):
+    module, *_ = deployed
+    before = s3.list_object_versions(Bucket=bucket)
+    with pytest.raises(InvalidInput) as info:
+        module.handler(payload, Context())
+    assert message in str(info.value) and "\n" not in str(info.value)
+    after = s3.list_object_versions(Bucket=bucket)
+    assert [v["VersionId"] for v in after["Versions"]] == [v["VersionId"] for v in before["Versions"]]
