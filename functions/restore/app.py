@@ -40,15 +40,10 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
         result.update(applied=True, copied=applied.copied)
         metrics.add_metric(name="TagsRestored", unit=MetricUnit.Count, value=len(plan.targets))
         metrics.add_metric(name="ObjectsCopied", unit=MetricUnit.Count, value=applied.copied)
-        blobs_back = any(op["phase"] in ("blob", "manifest") for op in result["operations"])
-        if blobs_back and SETTINGS.restart_instance_id:
+        if plan.brings_blobs_back and SETTINGS.restart_instance_id:
             result["registry_restart"] = RegistryRestarter(SETTINGS.restart_instance_id).restart()
         if SETTINGS.alert_topic_arn:
-            tags = ", ".join(f"{t['repository']}:{t['tag']} -> {t['digest'][:19]}" for t in result["targets"])
-            Notifier(SETTINGS.alert_topic_arn).publish(
-                f"regvault: restored {len(plan.targets)} tag(s)",
-                f"Restored {tags} in s3://{SETTINGS.bucket}: {applied.copied} object version(s) copied forward.",
-            )
+            Notifier(SETTINGS.alert_topic_arn).publish(*plan.notice(applied.copied))
     logger.info(
         "restore",
         extra={"targets": result["targets"], "applied": result["applied"], "copied": result["copied"]},

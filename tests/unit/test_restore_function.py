@@ -85,7 +85,7 @@ def test_apply_restores_notifies_and_emits_metrics(deployed, s3, bucket, capsys)
 
 
 def test_blobs_brought_back_restart_the_registry_through_ssm(deployed, s3, bucket):
-    module, _, _, first, _ = deployed
+    module, *_ = deployed
     key = RegistryLayout("").key  # delete the first image's layer (a GC would)
     from regvault.digest import Digest
     from regvault.layout import BlobData

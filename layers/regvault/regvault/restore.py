@@ -163,6 +163,19 @@ class RestorePlan:
     def restorable(self) -> bool:
         return not self.missing
 
+    @property
+    def brings_blobs_back(self) -> bool:
+        """True when blobs or manifests are copied (a registry's blob-descriptor cache may be stale)."""
+        return any(n.phase in ("blob", "manifest") for n in self.operations)
+
+    def notice(self, copied: int) -> tuple[str, str]:
+        """Subject and body of the notice sent after an applied restore."""
+        tags = ", ".join(f"{t.repository}:{t.tag} -> {t.digest.short}" for t in self.targets)
+        return (
+            f"regvault: restored {len(self.targets)} tag(s)",
+            f"Restored {tags} in s3://{self.bucket}/{self.root}: {copied} object version(s) copied forward.",
+        )
+
     def as_dict(self, layout: RegistryLayout) -> dict[str, Any]:
         def rel(key: str | None) -> str | None:
             return layout.relative(key) if key else None
