@@ -185,3 +185,30 @@ def test_markdown_and_table_render_the_same_findings(damaged, capsys, cli_env, t
     assert main(["audit"]) == 1
     table = capsys.readouterr().out
     assert "TAG_TARGET_MISSING" in table and "error(s)" in table
+
+
+def test_progress_bar_only_on_a_terminal(damaged, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env, *_ = damaged
+    regvault = str(Path(sys.executable).with_name("regvault"))
+    environ = {**os.environ, **env.client_env()}
+    out = tmp_path / "report.json"
+    # a pipe: no progress output at all, the report alone
+    piped = subprocess.run(
+        [regvault, "audit", "--format", "json"], env=environ, capture_output=True, text=True
+    )
+    assert piped.stderr == "" and json.loads(piped.stdout)["summary"]["object_versions"] > 0
+    if shutil.which("script") is None:
+        pytest.skip("util-linux 'script' is needed to fake a terminal")
+    tty = subprocess.run(
+        ["script", "-qec", f"{regvault} audit --deep --format json --output {out}", "/dev/null"],
+        env=environ,
+        capture_output=True,
+        text=True,
+    )
+    assert "listing object versions" in tty.stdout and "verifying blobs (sha256)" in tty.stdout
+    assert json.loads(out.read_text())["summary"]["deep"] is True

@@ -207,3 +207,11 @@ def test_history_lists_every_image_with_restorability(incident, capsys, cli_env)
     assert all(e["recoverable"] for e in entries)
     assert all(e["media_type"] == "application/vnd.oci.image.index.v1+json" for e in entries)
     assert [e["at"] for e in entries] == sorted((e["at"] for e in entries), reverse=True)
+
+
+def test_history_markdown_names_each_image(incident, capsys, cli_env):
+    env, d = incident
+    cli_env(env)
+    code, out, _ = run(capsys, "history", "rs/app:1.4", "--format", "markdown")
+    assert code == 0 and out.startswith("# Tag history:")
+    assert f"`{d['old']}`" in out and f"`{d['new']}`" in out

@@ -162,3 +162,19 @@ def test_every_version_present_before_a_restore_is_present_after(ops, previous):
             with pytest.raises(NotRestorable):
                 apply_plan(store, plan)
             assert all_versions(s3, "prop") == before
+
+
+def test_objects_above_the_single_copy_limit_use_the_managed_multipart_copy(s3, bucket, monkeypatch):
+    import regvault.aws as aws
+
+    # Given a copy limit lowered to 1 MiB so that a 6 MiB object takes the multipart path
+    monkeypatch.setattr(aws, "MAX_SINGLE_COPY", 1024 * 1024)
+    body = bytes(range(256)) * (6 * 4096)
+    s3.put_object(Bucket=bucket, Key="big", Body=body)
+    first = s3.list_object_versions(Bucket=bucket, Prefix="big")["Versions"][0]["VersionId"]
+    s3.put_object(Bucket=bucket, Key="big", Body=b"overwritten")
+    store = S3Store(bucket, boto3.client("s3", region_name="us-east-1"))
+    store.copy_version("big", "big", first, size=len(body))
+    assert s3.get_object(Bucket=bucket, Key="big")["Body"].read() == body
+    assert "UploadPartCopy" in store.requests.by_operation  # really the multipart path
+    assert len(s3.list_object_versions(Bucket=bucket, Prefix="big")["Versions"]) == 3

@@ -589,7 +589,9 @@ def run_audit(
         store,
         layout.prefix,
         page_size=request.page_size,
-        progress=(lambda pages, versions: progress("listing", versions, 0)) if progress else None,
+        progress=(lambda pages, versions: progress("listing object versions", versions, 0))
+        if progress
+        else None,
     )
     if not len(inventory):
         raise NoRegistryFound(
@@ -610,7 +612,7 @@ def run_audit(
     }
     manifests.prefetch(historical, request.workers, historical=True)
     if progress:
-        progress("manifests", len(manifests.cache), len(manifests.cache))
+        progress("reading manifests", len(manifests.cache), len(manifests.cache))
     options = AuditOptions(grace=request.grace, workers=request.workers)
     findings, tags, window = audit_model(model, manifests, LinkReader(store), posture, options)
     blobs_hashed = bytes_hashed = 0
@@ -621,7 +623,9 @@ def run_audit(
             manifests,
             request.sample,
             request.workers,
-            progress=(lambda done, total: progress("verifying", done, total)) if progress else None,
+            progress=(lambda done, total: progress("verifying blobs (sha256)", done, total))
+            if progress
+            else None,
         )
         findings = sorted(
             findings + deep_findings,

@@ -237,7 +237,11 @@ class S3Store:
         source = {"Bucket": self.bucket, "Key": source_key, "VersionId": source_version}
         with self._errors("CopyObject", key):
             if size is not None and size > MAX_SINGLE_COPY:
-                self.client.copy(source, self.bucket, key)
+                from boto3.s3.transfer import TransferConfig
+
+                self.client.copy(
+                    source, self.bucket, key, Config=TransferConfig(multipart_threshold=MAX_SINGLE_COPY)
+                )
             else:
                 self.client.copy_object(Bucket=self.bucket, Key=key, CopySource=source)
 

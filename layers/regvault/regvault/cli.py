@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     history.add_argument("reference", metavar="REPO[:TAG]")
-    _common(history, suppress=True)
+    _common(history, suppress=True, formats=("table", "json", "markdown"))
 
     restore = sub.add_parser(
         "restore",
@@ -199,18 +199,6 @@ def _store(args: argparse.Namespace) -> Any:
     return S3Store(bucket, client)
 
 
-def _progress(label: str) -> Any:
-    """A progress callback that updates one line on stderr when it is a terminal."""
-    if not sys.stderr.isatty():
-        return None
-
-    def update(pages: int, versions: int) -> None:
-        sys.stderr.write(f"\r{label}: {versions:,} object versions ({pages} list requests)")
-        sys.stderr.flush()
-
-    return update
-
-
 def _console(out: TextIO) -> Any:
     """A terminal gets tables at its width; files and pipes get wide, unwrapped lines."""
     from rich.console import Console
@@ -226,10 +214,18 @@ def cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
     store = _store(args)
     bucket, root = _settings(args)
     layout = RegistryLayout(root)
-    progress = _progress("listing")
-    listing = list_registry(store, layout, args.repository, page_size=args.page_size, progress=progress)
-    if progress:
-        sys.stderr.write("\n")
+    with StderrProgress() as bar:
+
+        def progress(pages: int, versions: int) -> None:
+            bar("listing object versions", versions, 0)
+
+        listing = list_registry(
+            store,
+            layout,
+            args.repository,
+            page_size=args.page_size,
+            progress=progress if bar.enabled else None,
+        )
     doc = listing_document(listing, bucket, layout, store.requests.total)
     if args.format == "json":
         out.write(json.dumps(doc, indent=2) + "\n")
@@ -286,10 +282,8 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
     )
     store = _store(args)
     _, root = _settings(args)
-    progress = _audit_progress()
-    report = run_audit(store, RegistryLayout(root), request, progress)
-    if progress:
-        sys.stderr.write("\r\033[K")
+    with StderrProgress() as progress:
+        report = run_audit(store, RegistryLayout(root), request, progress if progress.enabled else None)
     if args.format == "json":
         out.write(json.dumps(report.as_dict(), indent=2) + "\n")
     elif args.format == "markdown":
@@ -299,16 +293,40 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
     return report.exit_code
 
 
-def _audit_progress() -> Any:
-    if not sys.stderr.isatty():
-        return None
+class StderrProgress:
+    """A progress bar per phase on stderr, only when stderr is a terminal (never in machine output)."""
 
-    def update(phase: str, done: int, total: int) -> None:
-        of = f"/{total:,}" if total else ""
-        sys.stderr.write(f"\r\033[Kaudit: {phase} {done:,}{of}")
-        sys.stderr.flush()
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.progress: Any = None
+        self.tasks: dict[str, Any] = {}
 
-    return update
+    def __enter__(self) -> StderrProgress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self.progress.start()
+        return self
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if self.progress is None:
+            return
+        if phase not in self.tasks:
+            self.tasks[phase] = self.progress.add_task(phase, total=total or None)
+        self.progress.update(self.tasks[phase], completed=done, total=total or None)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
 
 
 def _audit_table(report: Any, out: TextIO) -> None:
@@ -363,6 +381,11 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     doc = tag_history(store, RegistryLayout(root), repository, tag)
     if args.format == "json":
         out.write(json.dumps(doc, indent=2) + "\n")
+        return 0
+    if args.format == "markdown":
+        from .report import history_markdown
+
+        out.write(history_markdown(doc))
         return 0
     console = _console(out)
     from rich.table import Table

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .findings import AuditReport
 
 
@@ -66,3 +68,21 @@ def to_markdown(report: AuditReport) -> str:
             f"| {_short(t.current)} | {len(earlier)} | {', '.join(f'`{d}`' for d in lost)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def history_markdown(doc: dict[str, Any]) -> str:
+    """``regvault history --format markdown``: one table per tag."""
+    lines = [f"# Tag history: bucket `{doc['bucket']}`, root `{doc['root'] or '(empty)'}`", ""]
+    for t in doc["tags"]:
+        lines += [f"## {_cell(t['repository'])}:{_cell(t['tag'])} ({t['state']})", ""]
+        lines += ["| digest | pointed at | current | media type | size | restorable | gone for good |"]
+        lines += ["|---|---|---|---|---:|---|---|"]
+        for e in t["history"]:
+            gone = ", ".join(f"`{k}`" for k in e["missing"])
+            lines.append(
+                f"| `{e['digest']}` | {e['at'] or '?'} | {'yes' if e['current'] else ''} "
+                f"| {_cell(e['media_type'])} | {e['size'] or ''} | {_recoverable(e['recoverable'])} "
+                f"| {gone} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
