@@ -63,3 +63,53 @@ def push_image(w: RegistryWriter, repository: str, tag: str, label: str) -> Dige
     w.put(TagIndexLink(repository, tag, digest), digest.link_body())
     w.put(TagCurrentLink(repository, tag), digest.link_body())
     return digest
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+POWERTOOLS_ENV = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_NAMESPACE": "regvault",
+    "POWERTOOLS_SERVICE_NAME": "regvault",
+}
+
+
+class LambdaContext:
+    """The attributes Powertools reads from a Lambda context."""
+
+    def __init__(self, function_name: str) -> None:
+        self.function_name = function_name
+        self.memory_limit_in_mb = 1024
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
+        self.aws_request_id = f"req-{function_name}"
+
+
+def load_handler(function: str, monkeypatch: Any, env: dict[str, str]) -> Any:
+    """Import functions/<function>/app.py after the mock started and the environment is set."""
+    import importlib.util
+
+    for name, value in {**POWERTOOLS_ENV, **env}.items():
+        monkeypatch.setenv(name, value)
+    spec = importlib.util.spec_from_file_location(f"{function}_app", ROOT / "functions" / function / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sample_event(name: str) -> Any:
+    import json
+
+    return json.loads((ROOT / "events" / name).read_text())
+
+
+def alert_inbox() -> tuple[str, Any, str]:
+    """An SNS topic with an SQS queue subscribed, to read what a handler published."""
+    import boto3
+
+    sns = boto3.client("sns", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    topic = sns.create_topic(Name="alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    return topic, sqs, queue

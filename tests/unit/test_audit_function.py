@@ -1,9 +1,5 @@
-import importlib.util
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
-import boto3
 import pytest
 
 from regvault.digest import Digest
@@ -11,48 +7,17 @@ from regvault.errors import InvalidInput
 from regvault.lambda_models import AuditEvent
 from regvault.layout import BlobData, RegistryLayout
 
-from .builders import RegistryWriter, push_image
+from .builders import LambdaContext, RegistryWriter, alert_inbox, load_handler, push_image, sample_event
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Context:
-    function_name: str = "AuditFunction"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:AuditFunction"
-    aws_request_id: str = "req-2"
-
-
-def event(name):
-    return json.loads((ROOT / "events" / name).read_text())
+CONTEXT = LambdaContext("AuditFunction")
 
 
 @pytest.fixture
 def deployed(s3, bucket, monkeypatch):
     s3.create_bucket(Bucket="reports")
-    sns = boto3.client("sns", region_name="us-east-1")
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    topic = sns.create_topic(Name="alerts")["TopicArn"]
-    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    for name, value in {
-        "REGVAULT_BUCKET": bucket,
-        "REGVAULT_ROOT": "",
-        "REPORTS_BUCKET": "reports",
-        "ALERT_TOPIC_ARN": topic,
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "regvault",
-        "POWERTOOLS_SERVICE_NAME": "regvault",
-    }.items():
-        monkeypatch.setenv(name, value)
-    spec = importlib.util.spec_from_file_location("audit_app", ROOT / "functions/audit/app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module, sqs, queue
+    topic, sqs, queue = alert_inbox()
+    env = {"REGVAULT_BUCKET": bucket, "REPORTS_BUCKET": "reports", "ALERT_TOPIC_ARN": topic}
+    return load_handler("audit", monkeypatch, env), sqs, queue
 
 
 def _objects(s3, bucket):
@@ -66,7 +31,7 @@ def test_scheduled_audit_writes_reports_emits_metrics_and_alerts_on_errors(deplo
     before = _objects(s3, bucket)
 
     # a clean registry: reports, no alert
-    result = module.handler(event("audit-scheduled.json"), Context())
+    result = module.handler(sample_event("audit-scheduled.json"), CONTEXT)
     assert result["alerted"] is False and result["summary"]["errors"] == 0
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="reports")["Contents"])
     assert len(keys) == 4 and keys[0].startswith(f"audits/{bucket}/_/") and keys[2].endswith("latest.json")
@@ -76,7 +41,7 @@ def test_scheduled_audit_writes_reports_emits_metrics_and_alerts_on_errors(deplo
     layer = RegistryLayout("").key(BlobData(Digest.of(b"layer-a")))
     assert layer in before
     s3.delete_object(Bucket=bucket, Key=layer)
-    result = module.handler({"deep": True, "sample": 1.0}, Context())
+    result = module.handler({"deep": True, "sample": 1.0}, CONTEXT)
     assert result["alerted"] is True and result["summary"]["errors"] == 1
     report = json.loads(
         s3.get_object(Bucket="reports", Key=result["reports"]["json"].split("/", 3)[3])["Body"].read()
@@ -100,8 +65,8 @@ def test_scheduled_audit_writes_reports_emits_metrics_and_alerts_on_errors(deplo
 @pytest.mark.parametrize(
     ("payload", "expected"),
     [
-        (event("audit-scheduled.json"), (False, 1.0)),
-        (event("audit-deep.json"), (True, 0.1)),
+        (sample_event("audit-scheduled.json"), (False, 1.0)),
+        (sample_event("audit-deep.json"), (True, 0.1)),
         ({}, (False, 1.0)),
         (
             {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {"deep": True}},
@@ -117,7 +82,7 @@ def test_audit_events(payload, expected):
 @pytest.mark.parametrize(
     "payload",
     [
-        event("audit-invalid.json"),
+        sample_event("audit-invalid.json"),
         {"sample": 0},
         {"deep": True, "extra": 1},
         "text",

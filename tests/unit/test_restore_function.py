@@ -1,7 +1,4 @@
-import importlib.util
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import boto3
 import pytest
@@ -9,43 +6,20 @@ import pytest
 from regvault.errors import InvalidInput
 from regvault.layout import RegistryLayout, TagCurrentLink
 
-from .builders import RegistryWriter, push_image
+from .builders import LambdaContext, RegistryWriter, alert_inbox, load_handler, push_image, sample_event
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Context:
-    function_name: str = "RestoreFunction"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:RestoreFunction"
-    aws_request_id: str = "req-3"
-
-
-def event(name):
-    return json.loads((ROOT / "events" / name).read_text())
+CONTEXT = LambdaContext("RestoreFunction")
 
 
 @pytest.fixture
 def deployed(s3, bucket, monkeypatch):
-    sns = boto3.client("sns", region_name="us-east-1")
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    topic = sns.create_topic(Name="alerts")["TopicArn"]
-    queue = sqs.create_queue(QueueName="inbox")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-    for name, value in {
+    topic, sqs, queue = alert_inbox()
+    env = {
         "REGVAULT_BUCKET": bucket,
         "ALERT_TOPIC_ARN": topic,
         "RESTART_REGISTRY_INSTANCE_ID": "i-0123456789abcdef0",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "regvault",
-        "POWERTOOLS_SERVICE_NAME": "regvault",
-    }.items():
-        monkeypatch.setenv(name, value)
-    spec = importlib.util.spec_from_file_location("restore_app", ROOT / "functions/restore/app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    }
+    module = load_handler("restore", monkeypatch, env)
     w = RegistryWriter(s3, bucket)
     first = push_image(w, "team/app", "1.0", "a")
     second = push_image(w, "team/app", "1.0", "b")
@@ -62,7 +36,7 @@ def _current(s3, bucket):
 
 def test_sample_event_plans_without_writing(deployed, s3, bucket):
     module, sqs, queue, first, second = deployed
-    result = module.handler(event("restore-previous.json"), Context())
+    result = module.handler(sample_event("restore-previous.json"), CONTEXT)
     assert result["applied"] is False and result["restorable"] is True
     assert result["targets"][0]["digest"] == str(first)
     assert [op["phase"] for op in result["operations"]] == ["tag-current"]
@@ -73,7 +47,7 @@ def test_sample_event_plans_without_writing(deployed, s3, bucket):
 def test_apply_restores_notifies_and_emits_metrics(deployed, s3, bucket, capsys):
     module, sqs, queue, first, _ = deployed
     result = module.handler(
-        {"repository": "team/app", "tag": "1.0", "to": str(first), "apply": True}, Context()
+        {"repository": "team/app", "tag": "1.0", "to": str(first), "apply": True}, CONTEXT
     )
     assert result["applied"] is True and result["copied"] == 1
     assert result["registry_restart"] is None  # only links moved: no blob came back, no restart
@@ -91,7 +65,7 @@ def test_blobs_brought_back_restart_the_registry_through_ssm(deployed, s3, bucke
     from regvault.layout import BlobData
 
     s3.delete_object(Bucket=bucket, Key=key(BlobData(Digest.of(b"layer-a"))))
-    result = module.handler({"repository": "team/app", "tag": "1.0", "previous": 1, "apply": True}, Context())
+    result = module.handler({"repository": "team/app", "tag": "1.0", "previous": 1, "apply": True}, CONTEXT)
     assert result["copied"] == 2 and result["registry_restart"]
     ssm = boto3.client("ssm", region_name="us-east-1")
     command = ssm.list_commands(CommandId=result["registry_restart"])["Commands"][0]
@@ -102,7 +76,7 @@ def test_blobs_brought_back_restart_the_registry_through_ssm(deployed, s3, bucke
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        (event("restore-invalid.json"), "has no UTC offset"),
+        (sample_event("restore-invalid.json"), "has no UTC offset"),
         ({"repository": "team/app", "tag": "1.0"}, "exactly one of"),
         ({"repository": "team/app", "previous": 1}, "'tag' is required"),
         ({"repository": "team/app", "tag": "1.0", "previous": 0}, "greater than or equal to 1"),
@@ -115,7 +89,7 @@ def test_bad_events_are_one_line_errors_and_write_nothing(deployed, s3, bucket, 
     module, *_ = deployed
     before = s3.list_object_versions(Bucket=bucket)
     with pytest.raises(InvalidInput) as info:
-        module.handler(payload, Context())
+        module.handler(payload, CONTEXT)
     assert message in str(info.value) and "\n" not in str(info.value)
     after = s3.list_object_versions(Bucket=bucket)
     assert [v["VersionId"] for v in after["Versions"]] == [v["VersionId"] for v in before["Versions"]]

@@ -59,12 +59,12 @@ class Rules:
         self.findings.append(Finding(code, message, **where))
 
     # --- live closures -------------------------------------------------------------------
-    def check_link(
-        self, history: KeyHistory | None, expected: Digest, repo: str, tag: str | None, code: str, what: str
-    ) -> None:
-        key = history.key if history is not None else None
+    def check_link(self, link: LayerLink | RevisionLink, tag: str | None, code: str, what: str) -> None:
+        """The link exists now and holds exactly its digest; else ``code`` or LINK_MALFORMED."""
+        expected, repo = link.digest, link.repository
+        missing_key = self.layout.key(link)
+        history = self.model.inventory.get(missing_key)
         if history is None or history.current is None:
-            missing_key = key or "?"
             self.add(
                 code,
                 f"{what} {expected.short} has no link in {repo}",
@@ -111,15 +111,7 @@ class Rules:
         blob_key = self.layout.key(BlobData(digest))
         blob = self.model.blobs.get(digest)
         where = {"repository": repo.name, "tag": tag, "digest": str(digest)}
-        revision = repo.revisions.get(digest)
-        self.check_link(
-            revision if revision is not None else _absent(self.layout.key(RevisionLink(repo.name, digest))),
-            digest,
-            repo.name,
-            tag,
-            "REVISION_LINK_MISSING",
-            "manifest",
-        )
+        self.check_link(RevisionLink(repo.name, digest), tag, "REVISION_LINK_MISSING", "manifest")
         read = self.manifests.current(digest)
         if read is None:
             code = "TAG_TARGET_MISSING" if top else "CHILD_MANIFEST_MISSING"
@@ -194,15 +186,7 @@ class Rules:
                 recoverable=bool(older),
                 **where,
             )
-        link = repo.layers.get(digest)
-        self.check_link(
-            link if link is not None else _absent(self.layout.key(LayerLink(repo.name, digest))),
-            digest,
-            repo.name,
-            tag,
-            "LAYER_LINK_MISSING",
-            "blob",
-        )
+        self.check_link(LayerLink(repo.name, digest), tag, "LAYER_LINK_MISSING", "blob")
 
     # --- tags and history ----------------------------------------------------------------
     def audit_tag(self, repo: RepositoryKeys, tag: TagKeys) -> TagReport:
@@ -344,11 +328,6 @@ class Rules:
         for entry in self.model.unknown:
             if entry.history.current is not None:
                 self.add("UNKNOWN_KEY", f"unrecognised key: {entry.entity.reason}", key=entry.history.key)
-
-
-def _absent(key: str) -> KeyHistory:
-    """A history for a key that has no version at all."""
-    return KeyHistory(key)
 
 
 def referenced_digests(model: RegistryModel, manifests: ManifestSource) -> set[Digest]:

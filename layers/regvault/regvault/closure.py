@@ -204,6 +204,13 @@ class Need:
     size: int | None = None
     note: str = ""
 
+    def copy_from(self, key: str, version: ObjectVersion) -> None:
+        self.state, self.source_key = COPY, key
+        self.source_version, self.source_time = version.version_id, version.last_modified
+
+    def gone(self, why: str) -> None:
+        self.state, self.note = MISSING, why
+
 
 @dataclass
 class ImagePlan:
@@ -277,15 +284,10 @@ class Planner:
         else:
             read = self.manifests.best_recoverable(digest)
             if read is None:
-                need.state, need.note = MISSING, "no version of the manifest hashes to its digest"
+                need.gone("no version of the manifest hashes to its digest")
             else:
                 version = next(v for v in history.versions if v.version_id == read.version_id)  # type: ignore[union-attr]
-                need.state, need.source_key, need.source_version, need.source_time = (
-                    COPY,
-                    key,
-                    read.version_id,
-                    version.last_modified,
-                )
+                need.copy_from(key, version)
         if read is not None:
             need.size = read.size
             plan.size += read.size
@@ -325,14 +327,9 @@ class Planner:
         else:
             version = next((v for v in (history.data_versions if history else []) if fits(v)), None)
             if version is None:
-                need.state, need.note = MISSING, "no version of the blob with the declared size"
+                need.gone("no version of the blob with the declared size")
             else:
-                need.state, need.source_key, need.source_version, need.source_time = (
-                    COPY,
-                    key,
-                    version.version_id,
-                    version.last_modified,
-                )
+                need.copy_from(key, version)
         plan.needs.append(need)
         self._link(plan, repo, "layer-link", self.layout.key(LayerLink(plan.repository, digest)), digest)
 
@@ -350,15 +347,10 @@ class Planner:
             return
         source = self._link_source(repo, history, expected)
         if source is None:
-            need.state, need.note = MISSING, f"no version of any link holds {expected.short}"
+            need.gone(f"no version of any link holds {expected.short}")
         else:
             src_history, version = source
-            need.state, need.source_key, need.source_version, need.source_time = (
-                COPY,
-                src_history.key,
-                version.version_id,
-                version.last_modified,
-            )
+            need.copy_from(src_history.key, version)
         plan.needs.append(need)
 
     def _link_source(

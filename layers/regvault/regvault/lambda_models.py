@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -32,11 +32,17 @@ class Settings(BaseModel):
     def _root(cls, value: str) -> str:
         return normalize_root(value)
 
+    # field -> environment variable; subclasses add theirs
+    ENV: ClassVar[dict[str, str]] = {"bucket": "REGVAULT_BUCKET", "root": "REGVAULT_ROOT"}
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         env = os.environ if env is None else env
+        # unset optional variables fall back to the field's default; required ones fail validation
+        values: dict[str, Any] = {name: env[var] for name, var in cls.ENV.items() if env.get(var)}
+        values.setdefault("bucket", "")
         try:
-            return cls(bucket=env.get("REGVAULT_BUCKET", ""), root=env.get("REGVAULT_ROOT", ""))
+            return cls(**values)
         except ValidationError as exc:
             raise InvalidInput(f"bad Lambda environment: {one_line(exc)}") from None
 
@@ -45,18 +51,11 @@ class AuditSettings(Settings):
     reports_bucket: str = Field(min_length=3, max_length=63)
     alert_topic_arn: str | None = None
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> AuditSettings:
-        env = os.environ if env is None else env
-        try:
-            return cls(
-                bucket=env.get("REGVAULT_BUCKET", ""),
-                root=env.get("REGVAULT_ROOT", ""),
-                reports_bucket=env.get("REPORTS_BUCKET", ""),
-                alert_topic_arn=env.get("ALERT_TOPIC_ARN") or None,
-            )
-        except ValidationError as exc:
-            raise InvalidInput(f"bad Lambda environment: {one_line(exc)}") from None
+    ENV: ClassVar[dict[str, str]] = {
+        **Settings.ENV,
+        "reports_bucket": "REPORTS_BUCKET",
+        "alert_topic_arn": "ALERT_TOPIC_ARN",
+    }
 
 
 # Keys of an EventBridge / EventBridge Scheduler envelope; the audit takes its options from the
@@ -85,18 +84,11 @@ class RestoreSettings(Settings):
     alert_topic_arn: str | None = None
     restart_instance_id: str | None = Field(default=None, pattern=r"^i-[0-9a-f]{8,17}$")
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RestoreSettings:
-        env = os.environ if env is None else env
-        try:
-            return cls(
-                bucket=env.get("REGVAULT_BUCKET", ""),
-                root=env.get("REGVAULT_ROOT", ""),
-                alert_topic_arn=env.get("ALERT_TOPIC_ARN") or None,
-                restart_instance_id=env.get("RESTART_REGISTRY_INSTANCE_ID") or None,
-            )
-        except ValidationError as exc:
-            raise InvalidInput(f"bad Lambda environment: {one_line(exc)}") from None
+    ENV: ClassVar[dict[str, str]] = {
+        **Settings.ENV,
+        "alert_topic_arn": "ALERT_TOPIC_ARN",
+        "restart_instance_id": "RESTART_REGISTRY_INSTANCE_ID",
+    }
 
 
 class RestoreEvent(BaseModel):
