@@ -321,6 +321,20 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError (None for anything else)."""
+    return _code(exc) if isinstance(exc, ClientError) else None
+
+
+def client(service: str, region: str | None = None, endpoint_url: str | None = None) -> Any:
+    """A boto3 client for setup steps (IAM, EC2, SSM, Secrets Manager), adaptive retries."""
+    config = Config(retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS})
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+
+
+__all__ = ["ClientError"]
+
+
 class Notifier:
     """Publishes one-line notices to an SNS topic."""
 

@@ -1,0 +1,321 @@
+"""Setup steps: the registry's bucket, the IAM chain for its instance, and the profile association.
+
+Every step is idempotent and converges: run it again and it changes only what drifted. Nothing here
+ever deletes a bucket, an object or an object version.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .aws import ClientError, error_code
+from .errors import InvalidInput, RegvaultError
+from .layout import normalize_root
+
+
+class SetupError(RegvaultError):
+    """A setup step cannot proceed; the message says what to change."""
+
+
+# --- storage -----------------------------------------------------------------------------------
+
+TLS_SID = "RegvaultDenyInsecureTransport"
+LIFECYCLE_KEEP = "regvault-recovery-window"
+LIFECYCLE_ABORT = "regvault-abort-incomplete-uploads"
+
+
+@dataclass
+class StorageResult:
+    bucket: str
+    created: bool
+    changed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    recovery_window_days: int = 0
+
+
+def ensure_bucket(s3: Any, bucket: str, region: str, root: str, recovery_days: int) -> StorageResult:
+    """Create or adopt the registry bucket and converge its settings (never touches objects).
+
+    Versioning on; default encryption (kept if already set, e.g. SSE-KMS); public access blocked; a
+    policy statement denying non-TLS requests (added next to existing statements); lifecycle: noncurrent
+    versions kept ``recovery_days`` (an existing longer window is kept and reported), incomplete multipart
+    uploads aborted after 7 days. Upload scratch under ``<repo>/_uploads/`` cannot be targeted by an S3
+    lifecycle prefix (it sits below every repository), so it ages out with the recovery window and the
+    audit reports stale uploads.
+    """
+    if not 1 <= recovery_days <= 3650:
+        raise InvalidInput("the recovery window is 1 to 3650 days")
+    result = StorageResult(bucket, created=False, recovery_window_days=recovery_days)
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
+            params: dict[str, Any] = {"Bucket": bucket}
+            if region != "us-east-1":
+                params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            s3.create_bucket(**params)
+            result.created = True
+        elif error_code(exc) in ("403", "AccessDenied"):
+            raise SetupError(
+                f"bucket {bucket!r} exists but this account cannot use it (owned by another account?)"
+            ) from None
+        else:
+            raise
+    if s3.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        result.changed.append("versioning enabled")
+    try:
+        s3.get_bucket_encryption(Bucket=bucket)
+    except ClientError as exc:
+        if error_code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
+            raise
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [
+                    {
+                        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
+                        "BucketKeyEnabled": True,
+                    }
+                ]
+            },
+        )
+        result.changed.append("default encryption (SSE-S3)")
+    block = dict.fromkeys(
+        ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True
+    )
+    try:
+        current = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
+            raise
+        current = {}
+    if current != block:
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
+        result.changed.append("public access blocked")
+    _ensure_tls_policy(s3, bucket, result)
+    _ensure_lifecycle(s3, bucket, normalize_root(root), recovery_days, result)
+    return result
+
+
+def tls_statement(bucket: str) -> dict[str, Any]:
+    return {
+        "Sid": TLS_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def _ensure_tls_policy(s3: Any, bucket: str, result: StorageResult) -> None:
+    try:
+        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchBucketPolicy":
+            raise
+        policy = {"Version": "2012-10-17", "Statement": []}
+    statements = policy.get("Statement", [])
+    statements = [statements] if isinstance(statements, dict) else statements
+    wanted = tls_statement(bucket)
+    if wanted in statements:
+        return
+    policy["Statement"] = [st for st in statements if st.get("Sid") != TLS_SID] + [wanted]
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+    result.changed.append("bucket policy denies non-TLS requests")
+
+
+def _ensure_lifecycle(s3: Any, bucket: str, root: str, days: int, result: StorageResult) -> None:
+    try:
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchLifecycleConfiguration":
+            raise
+        rules = []
+    prefix = f"{root}/" if root else ""
+    keep = next((r for r in rules if r.get("ID") == LIFECYCLE_KEEP), None)
+    existing = (keep or {}).get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")
+    if isinstance(existing, int) and existing > days:
+        result.notes.append(
+            f"kept the existing recovery window of {existing} days (longer than the {days} asked for); "
+            "shorten it by hand if that is really wanted"
+        )
+        days = existing
+    result.recovery_window_days = days
+    wanted: list[dict[str, Any]] = [
+        {
+            "ID": LIFECYCLE_KEEP,
+            "Status": "Enabled",
+            "Filter": {"Prefix": prefix},
+            "NoncurrentVersionExpiration": {"NoncurrentDays": days},
+            "Expiration": {"ExpiredObjectDeleteMarker": True},
+        },
+        {
+            "ID": LIFECYCLE_ABORT,
+            "Status": "Enabled",
+            "Filter": {"Prefix": prefix},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+        },
+    ]
+    others = [r for r in rules if r.get("ID") not in (LIFECYCLE_KEEP, LIFECYCLE_ABORT)]
+    mine = [r for r in rules if r.get("ID") in (LIFECYCLE_KEEP, LIFECYCLE_ABORT)]
+    if sorted(mine, key=lambda r: str(r["ID"])) != sorted(wanted, key=lambda r: str(r["ID"])):
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket, LifecycleConfiguration={"Rules": others + wanted}
+        )
+        result.changed.append(
+            f"lifecycle: noncurrent versions kept {days} days, stale multipart uploads aborted"
+        )
+
+
+# --- identity ----------------------------------------------------------------------------------
+
+SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+
+
+def instance_policy(bucket: str, root: str, secret_arns: list[str]) -> dict[str, Any]:
+    """The registry instance's policy: the seed's S3 actions on the bucket (objects under the root
+    only) and read of exactly the registry's secrets."""
+    root = normalize_root(root)
+    objects = f"arn:aws:s3:::{bucket}/{root}/*" if root else f"arn:aws:s3:::{bucket}/*"
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "RegistryBucket",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
+            "Resource": f"arn:aws:s3:::{bucket}",
+        },
+        {
+            "Sid": "RegistryObjects",
+            "Effect": "Allow",
+            "Action": [
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:DeleteObject",
+                "s3:ListMultipartUploadParts",
+                "s3:AbortMultipartUpload",
+            ],
+            "Resource": objects,
+        },
+    ]
+    if secret_arns:
+        statements.append(
+            {
+                "Sid": "RegistrySecrets",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": sorted(secret_arns),
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+EC2_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
+}
+
+
+@dataclass
+class IdentityResult:
+    policy_arn: str
+    role_name: str
+    profile_arn: str
+    profile_name: str
+    changed: list[str] = field(default_factory=list)
+
+
+def ensure_identity(iam: Any, name: str, bucket: str, root: str, secret_arns: list[str]) -> IdentityResult:
+    """Managed policy, role trusted by EC2 with that policy and AmazonSSMManagedInstanceCore, and an
+    instance profile holding the role. Converges a drifted policy by adding a default version."""
+    changed: list[str] = []
+    document = instance_policy(bucket, root, secret_arns)
+    policy_arn = _ensure_policy(iam, f"{name}-registry", document, changed)
+    try:
+        iam.get_role(RoleName=name)
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(EC2_TRUST),
+            Description="regvault registry instance",
+        )
+        changed.append("role created")
+    attached = {p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]}
+    for arn in (policy_arn, SSM_CORE):
+        if arn not in attached:
+            iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+            changed.append(f"attached {arn.rsplit('/', 1)[-1]}")
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        profile = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        changed.append("instance profile created")
+    if name not in {r["RoleName"] for r in profile.get("Roles", [])}:
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+        changed.append("role added to the instance profile")
+    return IdentityResult(policy_arn, name, profile["Arn"], name, changed)
+
+
+def _ensure_policy(iam: Any, name: str, document: dict[str, Any], changed: list[str]) -> str:
+    arn = None
+    for page in iam.get_paginator("list_policies").paginate(Scope="Local"):
+        arn = next((p["Arn"] for p in page["Policies"] if p["PolicyName"] == name), arn)
+    if arn is None:
+        created = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(document))["Policy"]
+        changed.append("policy created")
+        return str(created["Arn"])
+    policy = iam.get_policy(PolicyArn=arn)["Policy"]
+    current = iam.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])["PolicyVersion"][
+        "Document"
+    ]
+    if isinstance(current, str):
+        current = json.loads(current)
+    if current != document:
+        versions = iam.list_policy_versions(PolicyArn=arn)["Versions"]
+        if len(versions) >= 5:  # IAM keeps five; drop the oldest non-default one
+            oldest = min((v for v in versions if not v["IsDefaultVersion"]), key=lambda v: v["CreateDate"])
+            iam.delete_policy_version(PolicyArn=arn, VersionId=oldest["VersionId"])
+        iam.create_policy_version(PolicyArn=arn, PolicyDocument=json.dumps(document), SetAsDefault=True)
+        changed.append("policy converged to the expected document")
+    return str(arn)
+
+
+# --- association ---------------------------------------------------------------------------------
+
+
+def associate_profile(ec2: Any, instance_id: str, profile_arn: str, replace_existing: bool) -> str:
+    """Associate the instance profile; 'associated', 'already associated' or 'replaced'."""
+    try:
+        ec2.describe_instances(InstanceIds=[instance_id])
+    except ClientError as exc:
+        if error_code(exc) in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
+            raise SetupError(f"instance {instance_id} not found in this account and region") from None
+        raise
+    associations = ec2.describe_iam_instance_profile_associations(
+        Filters=[{"Name": "instance-id", "Values": [instance_id]}]
+    )["IamInstanceProfileAssociations"]
+    live = [a for a in associations if a.get("State") in ("associating", "associated")]
+    if not live:
+        ec2.associate_iam_instance_profile(IamInstanceProfile={"Arn": profile_arn}, InstanceId=instance_id)
+        return "associated"
+    current = live[0]
+    if current["IamInstanceProfile"]["Arn"] == profile_arn:
+        return "already associated"
+    if not replace_existing:
+        raise SetupError(
+            f"instance {instance_id} already has instance profile {current['IamInstanceProfile']['Arn']}; "
+            "set ReplaceExistingProfile=true to replace it (its role loses access to the instance)"
+        )
+    ec2.replace_iam_instance_profile_association(
+        IamInstanceProfile={"Arn": profile_arn}, AssociationId=current["AssociationId"]
+    )
+    return "replaced"
