@@ -17,8 +17,14 @@ from regvault.provision import (
 )
 
 SEED_S3_ACTIONS = {
-    "s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads", "s3:PutObject", "s3:GetObject",
-    "s3:DeleteObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload",
+    "s3:ListBucket",
+    "s3:GetBucketLocation",
+    "s3:ListBucketMultipartUploads",
+    "s3:PutObject",
+    "s3:GetObject",
+    "s3:DeleteObject",
+    "s3:ListMultipartUploadParts",
+    "s3:AbortMultipartUpload",
 }
 
 
@@ -49,11 +55,27 @@ def test_existing_bucket_is_adopted_without_touching_objects_or_shrinking_retent
     s3.create_bucket(Bucket="old", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     s3.put_bucket_versioning(Bucket="old", VersioningConfiguration={"Status": "Enabled"})
     s3.put_object(Bucket="old", Key="docker/registry/v2/blobs/x", Body=b"data")
-    other = {"Sid": "Mine", "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteBucket", "Resource": "arn:aws:s3:::old"}
+    other = {
+        "Sid": "Mine",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:DeleteBucket",
+        "Resource": "arn:aws:s3:::old",
+    }
     s3.put_bucket_policy(Bucket="old", Policy=json.dumps({"Version": "2012-10-17", "Statement": [other]}))
-    s3.put_bucket_lifecycle_configuration(Bucket="old", LifecycleConfiguration={"Rules": [
-        {"ID": "regvault-recovery-window", "Status": "Enabled", "Filter": {"Prefix": ""},
-         "NoncurrentVersionExpiration": {"NoncurrentDays": 365}}]})
+    s3.put_bucket_lifecycle_configuration(
+        Bucket="old",
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "regvault-recovery-window",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "NoncurrentVersionExpiration": {"NoncurrentDays": 365},
+                }
+            ]
+        },
+    )
     before = s3.list_object_versions(Bucket="old")["Versions"]
     result = ensure_bucket(s3, "old", "eu-west-1", "", 30)
     assert not result.created and result.recovery_window_days == 365
@@ -79,7 +101,10 @@ def test_identity_chain_has_exactly_the_seed_actions_and_converges(aws):
     secrets = ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:registry-htpasswd-AbCdEf"]
     first = ensure_identity(iam, "regvault-registry", "reg-bucket", "reg", secrets)
     assert set(first.changed) >= {"policy created", "role created", "instance profile created"}
-    attached = {p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName="regvault-registry")["AttachedPolicies"]}
+    attached = {
+        p["PolicyArn"]
+        for p in iam.list_attached_role_policies(RoleName="regvault-registry")["AttachedPolicies"]
+    }
     assert attached == {first.policy_arn, SSM_CORE}
     profile = iam.get_instance_profile(InstanceProfileName="regvault-registry")["InstanceProfile"]
     assert [r["RoleName"] for r in profile["Roles"]] == ["regvault-registry"]
@@ -93,10 +118,16 @@ def test_identity_chain_has_exactly_the_seed_actions_and_converges(aws):
     # idempotent
     assert ensure_identity(iam, "regvault-registry", "reg-bucket", "reg", secrets).changed == []
     # drift: someone widened the policy; the next run converges it
-    iam.create_policy_version(PolicyArn=first.policy_arn, SetAsDefault=True, PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    iam.create_policy_version(
+        PolicyArn=first.policy_arn,
+        SetAsDefault=True,
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        ),
+    )
     assert ensure_identity(iam, "regvault-registry", "reg-bucket", "reg", secrets).changed == [
-        "policy converged to the expected document"]
+        "policy converged to the expected document"
+    ]
     policy = iam.get_policy(PolicyArn=first.policy_arn)["Policy"]
     current = iam.get_policy_version(PolicyArn=first.policy_arn, VersionId=policy["DefaultVersionId"])
     assert current["PolicyVersion"]["Document"] == doc
@@ -120,7 +151,8 @@ def test_association_is_idempotent_and_replaces_only_when_asked(aws):
         associate_profile(ec2, other, ours, replace_existing=False)
     assert associate_profile(ec2, other, ours, replace_existing=True) == "replaced"
     current = ec2.describe_iam_instance_profile_associations(
-        Filters=[{"Name": "instance-id", "Values": [other]}])["IamInstanceProfileAssociations"]
+        Filters=[{"Name": "instance-id", "Values": [other]}]
+    )["IamInstanceProfileAssociations"]
     assert [a["IamInstanceProfile"]["Arn"] for a in current if a["State"] == "associated"] == [ours]
     with pytest.raises(SetupError, match="not found"):
         associate_profile(ec2, "i-0000000000000dead", ours, replace_existing=False)

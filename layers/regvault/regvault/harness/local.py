@@ -25,6 +25,7 @@ class LocalRegistry:
         root: str = "",
         blob_descriptor_cache: str | None = None,
         versioned: bool = True,
+        tls: bool = False,
     ) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="regvault-harness-"))
@@ -47,6 +48,7 @@ class LocalRegistry:
                 self.bucket,
                 root=root,
                 blob_descriptor_cache=blob_descriptor_cache,
+                tls=tls,
             )
             self.skopeo = Skopeo(
                 self.workdir, self.registry.address, self.registry.user, self.registry.password

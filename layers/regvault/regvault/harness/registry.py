@@ -22,6 +22,45 @@ def htpasswd_line(user: str, password: str) -> str:
     return f"{user}:{hashed}\n"
 
 
+def self_signed_certificate(cert_path: Path, key_path: Path) -> None:
+    """A certificate for 127.0.0.1/localhost, its own CA (skopeo trusts it through --cert-dir)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "regvault local registry")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+
+
 def registry_binary() -> str:
     path = shutil.which(REGISTRY_BINARY)
     if not path:
@@ -41,6 +80,7 @@ class RegistryServer:
         root: str = "",
         user: str = "regvault",
         blob_descriptor_cache: str | None = None,
+        tls: bool = False,
     ) -> None:
         self.supervisor = supervisor
         self.workdir = workdir
@@ -48,6 +88,12 @@ class RegistryServer:
         self.password = secrets.token_urlsafe(18)
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
+        if tls:
+            self.cert_dir = workdir / "certs"
+            self.cert_dir.mkdir(exist_ok=True)
+            self_signed_certificate(self.cert_dir / "ca.crt", workdir / "tls.key")
         htpasswd = workdir / "htpasswd"
         htpasswd.write_text(htpasswd_line(user, self.password))
         htpasswd.chmod(0o600)
@@ -63,6 +109,8 @@ class RegistryServer:
             htpasswd_path=str(htpasswd),
             http_secret=secrets.token_hex(16),
             blob_descriptor_cache=blob_descriptor_cache,
+            tls_certificate=str(workdir / "certs" / "ca.crt") if tls else None,
+            tls_key=str(workdir / "tls.key") if tls else None,
         )
         self.config_path = workdir / "registry.yml"
         self.config_path.write_text(render(self.settings))
@@ -83,7 +131,7 @@ class RegistryServer:
             "registry", [registry_binary(), "serve", str(self.config_path)], env=self.env()
         )
         wait_for_http(
-            f"http://{self.address}/v2/",
+            f"{self.scheme}://{self.address}/v2/",
             lambda status: status == 401,
             self.proc,
             "registry",
