@@ -77,6 +77,23 @@ class LaunchSpec:
         }
 
 
+def is_managed(ssm: Any, instance_id: str) -> bool:
+    """True when the instance's SSM agent reports Online."""
+    info = ssm.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": [instance_id]}]).get(
+        "InstanceInformationList", []
+    )
+    return bool(info) and info[0].get("PingStatus") == "Online"
+
+
+def not_managed_message(instance_id: str, waited: float) -> str:
+    return (
+        f"instance {instance_id} is not managed by SSM after {int(waited)} s: check that the "
+        "SSM agent runs (preinstalled on Amazon Linux 2023 and Ubuntu AMIs), that the instance "
+        "reaches the SSM endpoints (internet or VPC endpoints), and that its profile has "
+        "AmazonSSMManagedInstanceCore"
+    )
+
+
 def wait_until_managed(
     ssm: Any,
     instance_id: str,
@@ -87,19 +104,9 @@ def wait_until_managed(
 ) -> None:
     """Wait until the SSM agent on the instance is online; a clear error when it never shows."""
     deadline = clock() + timeout
-    while True:
-        info = ssm.describe_instance_information(
-            Filters=[{"Key": "InstanceIds", "Values": [instance_id]}]
-        ).get("InstanceInformationList", [])
-        if info and info[0].get("PingStatus") == "Online":
-            return
+    while not is_managed(ssm, instance_id):
         if clock() >= deadline:
-            raise SetupError(
-                f"instance {instance_id} is not managed by SSM after {int(timeout)} s: check that the "
-                "SSM agent runs (preinstalled on Amazon Linux 2023 and Ubuntu AMIs), that the instance "
-                "reaches the SSM endpoints (internet or VPC endpoints), and that its profile has "
-                "AmazonSSMManagedInstanceCore"
-            )
+            raise SetupError(not_managed_message(instance_id, timeout))
         sleep(interval)
 
 
