@@ -29,7 +29,9 @@ def test_users_secret_holds_bcrypt_htpasswd_and_keeps_passwords(sm):
     lines = dict(line.split(":", 1) for line in value["htpasswd"].splitlines())
     assert set(lines) == {"alice", "ci", HEALTHCHECK_USER}
     for user, hashed in lines.items():
-        assert hashed.startswith("$2b$") and bcrypt.checkpw(value["passwords"][user].encode(), hashed.encode())
+        assert hashed.startswith("$2b$") and bcrypt.checkpw(
+            value["passwords"][user].encode(), hashed.encode()
+        )
     assert value["healthcheck_password"] == value["passwords"][HEALTHCHECK_USER]
     # the result carries the ARN only, never a value
     assert value["passwords"]["alice"] not in repr(first)
@@ -60,7 +62,7 @@ def test_self_signed_tls_secret_is_generated_once(sm):
 
 def test_user_supplied_tls_secret_must_hold_a_certificate(sm):
     arn = sm.create_secret(Name="mine", SecretString=json.dumps({"cert": "x"}))["ARN"]
-    with pytest.raises(InvalidInput, match='must hold JSON'):
+    with pytest.raises(InvalidInput, match="must hold JSON"):
         check_tls_secret(sm, arn)
     with pytest.raises(InvalidInput, match="not found"):
         check_tls_secret(sm, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:nope-AbCdEf")

@@ -235,7 +235,7 @@ def ensure_identity(iam: Any, name: str, bucket: str, root: str, secret_arns: li
     instance profile holding the role. Converges a drifted policy by adding a default version."""
     changed: list[str] = []
     document = instance_policy(bucket, root, secret_arns)
-    policy_arn = _ensure_policy(iam, f"{name}-registry", document, changed)
+    policy_arn = _ensure_policy(iam, f"{name}-access", document, changed)
     try:
         iam.get_role(RoleName=name)
     except ClientError as exc:

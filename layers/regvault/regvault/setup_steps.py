@@ -166,8 +166,28 @@ def command(config: SetupConfig, ssm: Any, command_id: str, attempt: int) -> dic
     return out
 
 
-def respond(request: dict[str, Any], status: str, reason: str, data: dict[str, Any] | None = None) -> int:
-    """Answer the CloudFormation custom resource (PUT to its pre-signed ResponseURL)."""
+def failure_reason(error: dict[str, Any] | None) -> str:
+    """One line from a Step Functions error: the Lambda's errorMessage, or the Cause as given."""
+    if not error:
+        return "setup failed"
+    cause = str(error.get("Cause", ""))
+    try:
+        parsed = json.loads(cause)
+    except json.JSONDecodeError:
+        parsed = None
+    message = parsed.get("errorMessage") if isinstance(parsed, dict) else None
+    return f"{error.get('Error', 'Error')}: {message or cause or 'no detail'}".replace("\n", " ")[:1000]
+
+
+def respond(
+    request: dict[str, Any] | None, status: str, reason: str, data: dict[str, Any] | None = None
+) -> int:
+    """Answer the CloudFormation custom resource (PUT to its pre-signed ResponseURL).
+
+    A run without a custom resource (``regvault setup``) has no request: nothing to answer (0).
+    """
+    if not request or not request.get("ResponseURL"):
+        return 0
     if status not in ("SUCCESS", "FAILED"):
         raise SetupError(f"bad custom resource status {status}")
     body = json.dumps(
