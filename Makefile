@@ -51,6 +51,7 @@ format: $(VENV)/.installed
 
 validate: $(SAMVENV)/.installed
 	$(SAMVENV)/bin/sam validate --lint
+	$(SAMVENV)/bin/cfn-lint -t template.yaml -a cfn_lint_serverless.rules
 
 build: $(SAMVENV)/.installed
 	$(SAMVENV)/bin/sam build

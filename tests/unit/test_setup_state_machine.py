@@ -265,3 +265,18 @@ def test_delete_answers_at_once_and_deletes_nothing(world):
     assert world["module"].trigger(event, LambdaContext("SetupTriggerFunction")) == {"started": False}
     assert ResponseCatcher.received[0]["Status"] == "SUCCESS"
     assert "reg-bucket" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_regvault_setup_reruns_the_last_input_without_answering_cloudformation(world, monkeypatch, capsys):
+    from regvault.cli import main
+
+    monkeypatch.setattr(setup_steps, "is_managed", lambda ssm, instance: True)
+    status, _ = run(world, create_event(world))
+    assert status["status"] == "SUCCEEDED" and len(ResponseCatcher.received) == 1
+    code = main(["setup", "--state-machine-arn", world["machine"], "--poll", "0.05", "--format", "json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["status"] == "SUCCEEDED" and "cli-" in result["execution"]
+    assert len(ResponseCatcher.received) == 1  # no custom resource to answer this time
+    assert len(boto3.client("ssm").list_commands()["Commands"]) == 2  # the registry was relaunched
+    assert main(["setup", "--state-machine-arn", "not-an-arn"]) == 2
+    assert "not a state machine ARN" in capsys.readouterr().err

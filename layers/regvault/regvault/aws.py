@@ -8,6 +8,7 @@ Clients use botocore's adaptive retry mode with bounded attempts; every HTTP req
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections import Counter
@@ -326,10 +327,13 @@ def error_code(exc: BaseException) -> str | None:
     return _code(exc) if isinstance(exc, ClientError) else None
 
 
-def client(service: str, region: str | None = None, endpoint_url: str | None = None) -> Any:
-    """A boto3 client for setup steps (IAM, EC2, SSM, Secrets Manager), adaptive retries."""
+def client(
+    service: str, region: str | None = None, endpoint_url: str | None = None, profile: str | None = None
+) -> Any:
+    """A boto3 client for setup steps (IAM, EC2, SSM, Secrets Manager, Step Functions), adaptive retries."""
     config = Config(retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS})
-    return boto3.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+    session = boto3.session.Session(profile_name=profile) if profile else boto3
+    return session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 __all__ = ["ClientError"]
@@ -377,6 +381,36 @@ class RegistryRestarter:
         except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"could not restart the registry on {self.instance_id}: {exc}") from None
         return str(response["Command"]["CommandId"])
+
+
+class StateMachine:
+    """Starts and follows executions of the Setup state machine (``regvault setup``)."""
+
+    def __init__(self, arn: str, client: Any) -> None:
+        self.arn = arn
+        if not arn.startswith("arn:") or arn.count(":") < 6:
+            raise InvalidInput(f"not a state machine ARN: {arn[:80]!r}")
+        self.client = client
+
+    def last_input(self) -> dict[str, Any]:
+        try:
+            executions = self.client.list_executions(stateMachineArn=self.arn, maxResults=20)["executions"]
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"cannot read {self.arn}: {exc}") from None
+        for execution in sorted(executions, key=lambda e: e["startDate"], reverse=True):
+            text = self.client.describe_execution(executionArn=execution["executionArn"]).get("input")
+            if text:
+                return dict(json.loads(text))
+        raise InvalidInput(f"{self.arn} has never run: deploy the stack first (sam deploy)")
+
+    def start(self, name: str, document: dict[str, Any]) -> str:
+        response = self.client.start_execution(
+            stateMachineArn=self.arn, name=name, input=json.dumps(document)
+        )
+        return str(response["executionArn"])
+
+    def status(self, execution_arn: str) -> dict[str, Any]:
+        return dict(self.client.describe_execution(executionArn=execution_arn))
 
 
 def _records(response: dict[str, Any]) -> list[VersionRecord]:

@@ -182,6 +182,27 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--apply", action="store_true", help="carry the plan out (default: print it only)")
     restore.add_argument("--force", action="store_true", help="move the tag even if someone pushed meanwhile")
     _common(restore, suppress=True)
+
+    setup = sub.add_parser(
+        "setup",
+        help="re-run the Setup state machine of a deployed stack (bucket, IAM chain, registry launch)",
+        description="Start the stack's Setup state machine again with the input of its last run and "
+        "wait for it: converges the bucket, secrets, IAM chain and profile, and relaunches the registry "
+        "(re-running converges: the container is replaced, data is kept).",
+        epilog="example:\n  regvault setup --state-machine-arn $(aws cloudformation describe-stacks "
+        "--stack-name regvault --query \"Stacks[0].Outputs[?OutputKey=='SetupStateMachineArn'].OutputValue\" "
+        "--output text)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    setup.add_argument(
+        "--state-machine-arn", required=True, metavar="ARN", help="the stack's SetupStateMachineArn"
+    )
+    setup.add_argument("--no-wait", dest="wait", action="store_false", help="start it and return")
+    setup.add_argument(
+        "--timeout", type=int, default=3600, metavar="S", help="how long to wait (default 3600)"
+    )
+    setup.add_argument("--poll", type=float, default=10.0, help=argparse.SUPPRESS)
+    _common(setup, suppress=True)
     return parser
 
 
@@ -513,7 +534,53 @@ def _plan_table(doc: dict[str, Any], out: TextIO, apply: bool) -> None:
         )
 
 
-COMMANDS = {"ls": cmd_ls, "audit": cmd_audit, "history": cmd_history, "restore": cmd_restore}
+def cmd_setup(args: argparse.Namespace, out: TextIO) -> int:
+    import time
+    from datetime import UTC, datetime
+
+    from .aws import StateMachine, client
+
+    region = args.region or (
+        args.state_machine_arn.split(":")[3] if args.state_machine_arn.count(":") > 3 else None
+    )
+    machine = StateMachine(
+        args.state_machine_arn,
+        client("stepfunctions", region=region, endpoint_url=args.endpoint_url or None, profile=args.profile),
+    )
+    document = machine.last_input()
+    document["request"] = {}  # no custom resource to answer: this run is the CLI's
+    name = f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    execution = machine.start(name, document)
+    print(f"regvault: setup started: {execution}", file=sys.stderr)
+    deadline = time.monotonic() + args.timeout
+    while True:
+        status = machine.status(execution)
+        if status["status"] != "RUNNING" or not args.wait:
+            break
+        if time.monotonic() > deadline:
+            print(f"regvault: setup still running after {args.timeout} s: {execution}", file=sys.stderr)
+            return 1
+        time.sleep(args.poll)
+    result = {
+        "execution": execution,
+        "status": status["status"],
+        "error": status.get("error"),
+        "cause": status.get("cause"),
+    }
+    if args.format == "json":
+        out.write(json.dumps(result, indent=2) + "\n")
+    else:
+        out.write(f"setup {status['status'].lower()}: {execution}\n")
+    return 0 if status["status"] in ("SUCCEEDED", "RUNNING") else 1
+
+
+COMMANDS = {
+    "ls": cmd_ls,
+    "audit": cmd_audit,
+    "history": cmd_history,
+    "restore": cmd_restore,
+    "setup": cmd_setup,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
