@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 SAMVENV := .venv-sam
+CHECKOVVENV := .venv-checkov
 BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -26,7 +27,12 @@ $(SAMVENV)/.installed: requirements/sam.txt requirements/sam-constraints.txt
 	$(SAMVENV)/bin/pip install --quiet -r requirements/sam.txt -c requirements/sam-constraints.txt
 	touch $@
 
-install: $(VENV)/.installed $(SAMVENV)/.installed
+$(CHECKOVVENV)/.installed: requirements/checkov.txt requirements/checkov-constraints.txt
+	$(PYTHON) -m venv $(CHECKOVVENV)
+	$(CHECKOVVENV)/bin/pip install --quiet -r requirements/checkov.txt -c requirements/checkov-constraints.txt
+	touch $@
+
+install: $(VENV)/.installed $(SAMVENV)/.installed $(CHECKOVVENV)/.installed
 
 # The real registry and the real client, from Debian.
 system-deps:
@@ -49,9 +55,10 @@ format: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-validate: $(SAMVENV)/.installed
+validate: $(SAMVENV)/.installed $(CHECKOVVENV)/.installed
 	$(SAMVENV)/bin/sam validate --lint
 	$(SAMVENV)/bin/cfn-lint -t template.yaml -a cfn_lint_serverless.rules
+	$(CHECKOVVENV)/bin/checkov --config-file .checkov.yaml -f template.yaml
 
 build: $(SAMVENV)/.installed
 	$(SAMVENV)/bin/sam build
