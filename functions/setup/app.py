@@ -1,7 +1,6 @@
 """The Setup state machine's Lambda tasks and the custom resource that starts it. Thin edges over
 regvault.setup_steps; each task returns names, ARNs and statuses only — never a secret value."""
 
-import json
 import os
 from typing import Any
 
@@ -41,17 +40,7 @@ def associate(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 @logger.inject_lambda_context
 def launch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    config, ssm = _config(event), client("ssm")
-    action = event["action"]
-    if action == "managed":
-        return steps.managed(config, ssm, int(event["attempt"]))
-    if action == "send":
-        return steps.launch(
-            config, ssm, event["secrets"]["users_secret_arn"], event["secrets"]["tls_secret_arn"]
-        )
-    if action == "status":
-        return steps.command(config, ssm, event["command_id"], int(event["attempt"]))
-    raise ValueError(f"unknown launch action {action!r}")
+    return steps.launch_action(_config(event), client("ssm"), event)
 
 
 @logger.inject_lambda_context
@@ -70,19 +59,8 @@ def respond(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 @logger.inject_lambda_context
 def trigger(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """The custom resource: Create/Update start the state machine, which answers CloudFormation when the
-    registry is healthy (or failed). Delete answers at once and deletes nothing: bucket, data, IAM chain
-    and secrets stay."""
-    if event["RequestType"] == "Delete":
-        steps.respond(event, "SUCCESS", "nothing deleted: the registry bucket and its data are kept")
-        return {"started": False}
-
-    name = f"{event['RequestType']}-{event['RequestId']}"[:80]
-    request = {k: v for k, v in event.items() if k != "ResourceProperties"}
-    execution = client("stepfunctions").start_execution(
-        stateMachineArn=os.environ["SETUP_STATE_MACHINE_ARN"],
-        name=name,
-        input=json.dumps({"request": request, "config": event["ResourceProperties"]}),
-    )
-    logger.info("setup started", extra={"execution": execution["executionArn"]})
-    return {"started": True, "execution": execution["executionArn"]}
+    """The custom resource: Create/Update start the state machine, which answers CloudFormation once the
+    registry is healthy (or failed). Delete answers at once and deletes nothing."""
+    result = steps.start(event, client("stepfunctions"), os.environ["SETUP_STATE_MACHINE_ARN"])
+    logger.info("custom resource", extra=result)
+    return result

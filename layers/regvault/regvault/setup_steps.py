@@ -208,3 +208,30 @@ def respond(
     put = urllib.request.Request(url, data=body, method="PUT", headers={"Content-Type": ""})  # noqa: S310
     with urllib.request.urlopen(put, timeout=30) as response:  # noqa: S310 - CloudFormation's pre-signed URL
         return int(response.status)
+
+
+def launch_action(config: SetupConfig, ssm: Any, event: dict[str, Any]) -> dict[str, Any]:
+    """The launch task's three actions: is the instance managed, send the document, follow it."""
+    action = event.get("action")
+    if action == "managed":
+        return managed(config, ssm, int(event["attempt"]))
+    if action == "send":
+        return launch(config, ssm, event["secrets"]["users_secret_arn"], event["secrets"]["tls_secret_arn"])
+    if action == "status":
+        return command(config, ssm, event["command_id"], int(event["attempt"]))
+    raise InvalidInput(f"unknown launch action {action!r}")
+
+
+def start(event: dict[str, Any], sfn: Any, state_machine_arn: str) -> dict[str, Any]:
+    """The custom resource. Create/Update start the Setup state machine (it answers CloudFormation);
+    Delete answers at once and deletes nothing: the bucket, its data, the IAM chain and secrets stay."""
+    if event["RequestType"] == "Delete":
+        respond(event, "SUCCESS", "nothing deleted: the registry bucket and its data are kept")
+        return {"started": False}
+    request = {k: v for k, v in event.items() if k != "ResourceProperties"}
+    execution = sfn.start_execution(
+        stateMachineArn=state_machine_arn,
+        name=f"{event['RequestType']}-{event['RequestId']}"[:80],
+        input=json.dumps({"request": request, "config": event["ResourceProperties"]}),
+    )
+    return {"started": True, "execution": execution["executionArn"]}

@@ -1,0 +1,73 @@
+import json
+
+import pytest
+
+from regvault import setup_steps
+from regvault.errors import InvalidInput
+from regvault.setup_steps import SetupConfig, failure_reason, launch_action
+
+PROPS = {"Name": "rv", "Region": "eu-west-1", "InstanceId": "i-0123456789abcdef0", "BucketName": "b"}
+
+
+def test_properties_arrive_as_strings_and_are_typed():
+    config = SetupConfig.from_properties(
+        {
+            **PROPS,
+            "RecoveryWindowDays": "30",
+            "EnableUi": "true",
+            "ReplaceExistingProfile": "false",
+            "RootDirectory": "/reg/",
+        }
+    )
+    assert (config.recovery_days, config.enable_ui, config.replace_existing_profile, config.root) == (
+        30,
+        True,
+        False,
+        "reg",
+    )
+
+
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        ({k: v for k, v in PROPS.items() if k != "BucketName"}, "BucketName is missing"),
+        ({**PROPS, "RegistryPort": "https"}, "bad value"),
+    ],
+)
+def test_bad_properties_are_one_line_errors(props, message):
+    with pytest.raises(InvalidInput, match=message):
+        SetupConfig.from_properties(props)
+
+
+def test_unknown_launch_action():
+    with pytest.raises(InvalidInput, match="unknown launch action"):
+        launch_action(SetupConfig.from_properties(PROPS), None, {"action": "dance"})
+
+
+def test_command_still_running_after_the_timeout_gives_up(monkeypatch):
+    config = SetupConfig.from_properties({**PROPS, "CommandTimeoutSeconds": "30"})
+    monkeypatch.setattr(setup_steps, "command_status", lambda ssm, cid, iid: ("InProgress", ""))
+    assert setup_steps.command(config, None, "cmd", 0)["done"] is False
+    out = setup_steps.command(config, None, "cmd", 1)
+    assert out["done"] is True and out["ok"] is False and "still InProgress after 30 s" in out["error"]
+
+
+def test_failure_reason_reads_lambda_error_messages():
+    cause = json.dumps(
+        {"errorMessage": "instance i-1 already has instance profile x", "errorType": "SetupError"}
+    )
+    assert (
+        failure_reason({"Error": "SetupError", "Cause": cause})
+        == "SetupError: instance i-1 already has instance profile x"
+    )
+    assert (
+        failure_reason({"Error": "LaunchFailed", "Cause": "ended Failed\nline2"})
+        == "LaunchFailed: ended Failed line2"
+    )
+    assert failure_reason(None) == "setup failed"
+
+
+def test_respond_without_a_custom_resource_is_a_no_op():
+    assert setup_steps.respond({}, "SUCCESS", "ok") == 0
+    with pytest.raises(setup_steps.SetupError, match="not https"):
+        setup_steps.respond({"ResponseURL": "ftp://x"}, "SUCCESS", "ok")
