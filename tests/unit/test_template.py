@@ -154,3 +154,23 @@ def test_sam_build_offline_builds_layer_for_arm64_py313(tmp_path):
         assert sorted(p.name for p in (tmp_path / "build" / name).iterdir()) == ["app.py"]
     assert list(layer.glob("cryptography/hazmat/bindings/_rust.abi3.so"))  # the self-signed certificate
     assert list(layer.glob("bcrypt/_bcrypt.abi3.so"))  # htpasswd entries
+
+
+def test_samconfig_overrides_name_real_parameters_with_allowed_values(template):
+    import shlex
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for env in ("default", "dev"):
+        overrides = config[env]["deploy"]["parameters"]["parameter_overrides"]
+        for pair in shlex.split(overrides):
+            name, _, value = pair.partition("=")
+            parameter = template["Parameters"][name]  # KeyError: a parameter the template does not have
+            if "AllowedValues" in parameter:
+                assert value in [str(v) for v in parameter["AllowedValues"]], (env, name, value)
+            if "AllowedPattern" in parameter:
+                import re
+
+                assert re.fullmatch(parameter["AllowedPattern"], value), (env, name, value)
+    required = {n for n, p in template["Parameters"].items() if "Default" not in p}
+    assert required == {"InstanceId", "BucketName"}  # asked by `sam deploy --guided`
