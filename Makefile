@@ -36,13 +36,13 @@ install: $(VENV)/.installed $(SAMVENV)/.installed $(CHECKOVVENV)/.installed
 
 # The real registry and the real client, from Debian.
 system-deps:
-	@if command -v docker-registry >/dev/null && command -v skopeo >/dev/null && command -v shellcheck >/dev/null; then \
+	@if command -v docker-registry >/dev/null && command -v skopeo >/dev/null && command -v shellcheck >/dev/null && command -v chromium >/dev/null; then \
 		true; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo shellcheck; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo shellcheck chromium; \
 	else \
 		echo "regvault's tests need Debian's registry, skopeo and shellcheck; run:" >&2; \
-		echo "  sudo apt-get update && sudo apt-get install -y docker-registry skopeo shellcheck" >&2; \
+		echo "  sudo apt-get update && sudo apt-get install -y docker-registry skopeo shellcheck chromium" >&2; \
 		exit 1; \
 	fi
 

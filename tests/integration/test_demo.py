@@ -1,9 +1,24 @@
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+PHRASES = (
+    "1. push sample images",
+    "regvault audit on the healthy registry",
+    "audit clean",
+    "garbage-collect --delete-untagged",
+    "REVISION_LINK_MISSING",
+    "TAG_DELETED",
+    "plan only:",
+    "restored:",
+    "skopeo pulled and verified team/multi:1",
+    "stopping",
+)
 
 
-def test_make_demo_runs_end_to_end_and_cleans_up(tmp_path):
+def test_make_demo_runs_the_whole_lifecycle_and_cleans_up(tmp_path):
     work, output = tmp_path / "work", tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "regvault.harness.demo", "--workdir", str(work), "--output", str(output)],
@@ -13,18 +28,43 @@ def test_make_demo_runs_end_to_end_and_cleans_up(tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    out = result.stdout
-    for phrase in (
-        "1. push sample images",
-        "regvault audit on the healthy registry",
-        "audit clean",
-        "garbage-collect --delete-untagged",
-        "REVISION_LINK_MISSING",
-        "TAG_DELETED",
-        "stopping",
-    ):
-        assert phrase in out
-    report = json.loads((output / "audit.json").read_text())
-    assert report["summary"]["errors"] > 0
-    assert (output / "audit.md").read_text().startswith("# regvault audit:")
+    for phrase in PHRASES:
+        assert phrase in result.stdout, phrase
+    broken = json.loads((output / "audit-broken.json").read_text())
+    assert {"BLOB_MISSING", "REVISION_LINK_MISSING", "TAG_DELETED"} <= {f["code"] for f in broken["findings"]}
+    final = json.loads((output / "audit.json").read_text())
+    assert final["summary"]["errors"] == 0 and final["summary"]["deleted_tags"] == 0
+    assert (output / "audit.md").read_text().startswith("# regvault audit: clean")
     assert not list(work.glob("*.pid"))  # every process it started was stopped
+    screenshot(output / "audit-broken.html", tmp_path)
+
+
+def screenshot(page, tmp_path):
+    """The README's screenshot: the demo's report of the broken registry, in headless Chromium."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return
+    shot = tmp_path / "report.png"
+    result = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1280,1000",
+            f"--screenshot={shot}",
+            f"file://{page}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0 and shot.read_bytes()[:4] == b"\x89PNG", result.stderr[-800:]
+    shutil.copy(shot, Path(__file__).resolve().parents[2] / "docs" / "audit-report.png")

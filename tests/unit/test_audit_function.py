@@ -34,7 +34,8 @@ def test_scheduled_audit_writes_reports_emits_metrics_and_alerts_on_errors(deplo
     result = module.handler(sample_event("audit-scheduled.json"), CONTEXT)
     assert result["alerted"] is False and result["summary"]["errors"] == 0
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="reports")["Contents"])
-    assert len(keys) == 4 and keys[0].startswith(f"audits/{bucket}/_/") and keys[2].endswith("latest.json")
+    assert len(keys) == 6 and keys[0].startswith(f"audits/{bucket}/_/")
+    assert {k.rsplit("/", 1)[1] for k in keys} >= {"latest.json", "latest.md", "latest.html"}
     assert sqs.receive_message(QueueUrl=queue).get("Messages") is None
 
     # damage: delete the layer; the next run alerts

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"regvault {__version__}")
-    _common(parser, suppress=False, formats=("table", "json", "markdown"))
+    _common(parser, suppress=False, formats=("table", "json", "markdown", "html"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     ls = sub.add_parser(
         "ls",
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "not findings (default 2)",
     )
     audit.add_argument("--workers", type=int, default=8, metavar="N", help="parallel S3 reads (default 8)")
-    _common(audit, suppress=True, formats=("table", "json", "markdown"))
+    _common(audit, suppress=True, formats=("table", "json", "markdown", "html"))
 
     history = sub.add_parser(
         "history",
@@ -182,6 +182,26 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--apply", action="store_true", help="carry the plan out (default: print it only)")
     restore.add_argument("--force", action="store_true", help="move the tag even if someone pushed meanwhile")
     _common(restore, suppress=True)
+
+    status = sub.add_parser(
+        "status",
+        help="bucket posture, whether the registry answers, and the last audit",
+        description="A quick look: the bucket's versioning, recovery window and posture findings; "
+        "whether the registry answers /v2/; the summary of the last scheduled audit.",
+        epilog="example:\n  regvault status --registry-url https://registry.example:443 "
+        "--reports-bucket regvault-reportsbucket-abc",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument(
+        "--registry-url", metavar="URL", help="the registry's base URL, e.g. https://host:443"
+    )
+    status.add_argument(
+        "--registry-ca", metavar="FILE", help="CA bundle for a self-signed registry certificate"
+    )
+    status.add_argument(
+        "--reports-bucket", metavar="BUCKET", help="the stack's reports bucket (env REGVAULT_REPORTS_BUCKET)"
+    )
+    _common(status, suppress=True)
 
     setup = sub.add_parser(
         "setup",
@@ -309,6 +329,10 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
         out.write(json.dumps(report.as_dict(), indent=2) + "\n")
     elif args.format == "markdown":
         out.write(to_markdown(report))
+    elif args.format == "html":
+        from .report import to_html
+
+        out.write(to_html(report))
     else:
         _audit_table(report, out)
     return report.exit_code
@@ -574,7 +598,63 @@ def cmd_setup(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if status["status"] in ("SUCCEEDED", "RUNNING") else 1
 
 
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from .aws import S3Store, s3_client
+    from .status import gather
+
+    store = _store(args)
+    _, root = _settings(args)
+    reports_bucket = args.reports_bucket or os.environ.get("REGVAULT_REPORTS_BUCKET")
+    reports = None
+    if reports_bucket:
+        reports = S3Store(reports_bucket, s3_client(args.endpoint_url or None, args.region, args.profile))
+    store.check_bucket()
+    doc = gather(store, RegistryLayout(root), args.registry_url, args.registry_ca, reports)
+    if args.format == "json":
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return 0 if doc["ok"] else 1
+    console = _console(out)
+    p = doc["posture"]
+    window = (
+        f"{p['recovery_window_days']} days"
+        if p["recovery_window_days"] is not None
+        else "versions never expire"
+    )
+    console.print(
+        f"bucket     {doc['bucket']} (root {doc['root'] or '(empty)'}): versioning {p['versioning']}, "
+        f"recovery window {window}"
+    )
+    for f in p["findings"]:
+        console.print(
+            f"           [{'red' if f['severity'] == 'error' else 'yellow'}]{f['code']}[/]: {f['message']}"
+        )
+    reg = doc["registry"]
+    if reg is None:
+        console.print("registry   not checked (--registry-url)")
+    elif reg["reachable"]:
+        console.print(
+            f"registry   [green]answers[/] at {reg['url']} (HTTP {reg['http_status']}, auth {reg['auth']})"
+        )
+    else:
+        console.print(
+            f"registry   [red]unreachable[/] at {reg['url']}: {reg.get('detail') or reg.get('http_status')}"
+        )
+    audit = doc["last_audit"]
+    if audit is None:
+        console.print("last audit not checked (--reports-bucket / REGVAULT_REPORTS_BUCKET)")
+    elif audit.get("missing"):
+        console.print(f"last audit none yet ({audit['report']})")
+    else:
+        s = audit["summary"]
+        console.print(
+            f"last audit {audit['finished_at'][:19]}: {s['errors']} error(s), {s['warnings']} warning(s), "
+            f"{s['tags']} tags — {audit['report']}"
+        )
+    return 0 if doc["ok"] else 1
+
+
 COMMANDS = {
+    "status": cmd_status,
     "ls": cmd_ls,
     "audit": cmd_audit,
     "history": cmd_history,

@@ -9,7 +9,7 @@ import json
 from typing import Any, Protocol
 
 from .findings import AuditReport
-from .report import to_markdown
+from .report import to_html, to_markdown
 
 
 class ReportSink(Protocol):
@@ -23,21 +23,32 @@ class Alerts(Protocol):
 
 
 def report_prefix(report: AuditReport) -> str:
-    root = report.root.replace("/", "_") or "_"
-    return f"audits/{report.bucket}/{root}/"
+    return reports_prefix(report.bucket, report.root)
+
+
+def reports_prefix(bucket: str, root: str) -> str:
+    """Where the reports of one registry (bucket + root) go in the reports bucket."""
+    return f"audits/{bucket}/{root.replace('/', '_') or '_'}/"
 
 
 def publish_report(report: AuditReport, sink: ReportSink, alerts: Alerts | None) -> dict[str, Any]:
-    """Write ``<stamp>.json`` and ``<stamp>.md`` (and ``latest.*``); alert when errors were found."""
+    """Write ``<stamp>.json``, ``.md`` and ``.html`` (and ``latest.*``); alert when errors were found."""
     prefix = report_prefix(report)
     stamp = report.started_at.strftime("%Y/%m/%d/%H%M%SZ")
     document = json.dumps(report.as_dict(), indent=2).encode()
     markdown = to_markdown(report).encode()
-    keys = {"json": f"{prefix}{stamp}.json", "markdown": f"{prefix}{stamp}.md"}
+    page = to_html(report).encode()
+    keys = {
+        "json": f"{prefix}{stamp}.json",
+        "markdown": f"{prefix}{stamp}.md",
+        "html": f"{prefix}{stamp}.html",
+    }
     sink.put_bytes(keys["json"], document, "application/json")
     sink.put_bytes(keys["markdown"], markdown, "text/markdown; charset=utf-8")
+    sink.put_bytes(keys["html"], page, "text/html; charset=utf-8")
     sink.put_bytes(f"{prefix}latest.json", document, "application/json")
     sink.put_bytes(f"{prefix}latest.md", markdown, "text/markdown; charset=utf-8")
+    sink.put_bytes(f"{prefix}latest.html", page, "text/html; charset=utf-8")
     alerted = False
     s = report.summary
     if alerts is not None and s["errors"]:

@@ -1,9 +1,10 @@
 """``make demo``: the embedded default, end to end, on real parts.
 
 Starts the S3 emulator and the real registry on loopback, pushes the sample images with skopeo
-(OCI, Docker schema2, an OCI index and a Docker manifest list), re-pushes over a release tag, deletes
-a manifest through the registry API, and shows ``regvault ls``. Every process it started is stopped
-by PID at the end, on failure and on Ctrl-C.
+(OCI, Docker schema2, an OCI index and a Docker manifest list), audits (clean), plays the incidents
+people fear (a bad re-push, a manifest delete, garbage-collect --delete-untagged, an S3-level delete),
+shows ls, the audit catching each, history, restores planned and applied, a final clean audit and
+skopeo pulling what came back. Every process it started is stopped by PID, on failure and on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -44,18 +46,22 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
         )
         console.print(f"working directory                    {env.workdir}\n")
         os.environ.update(env.client_env())
+        output.mkdir(parents=True, exist_ok=True)
 
-        console.print(Rule("1. push sample images with skopeo"))
+        step(console, 1, "push sample images with skopeo")
         with console.status("pushing…"):
             pushed = push_samples(env)
         for reference, item in pushed.items():
             console.print(f"  pushed {reference:<20} {item['digest']}")
 
-        console.print(Rule("2. regvault audit on the healthy registry"))
+        step(console, 2, "regvault audit on the healthy registry")
         clean = regvault(["audit"])
         console.print(f"[dim]exit code {clean} (0: no error; the warnings are the local bucket's posture)[/]")
 
-        console.print(Rule("3. incidents people fear"))
+        step(console, 3, "incidents people fear")
+        time.sleep(1.1)  # S3 times have one-second resolution: keep "before" and "after" apart
+        before = datetime.now(UTC)
+        time.sleep(1.1)
         lay = env.layout
         bad = lay.tag("app-1.0-bad", lay.image([lay.layer("base-1", 4096), lay.layer("oops")], label="bad"))
         digest = env.push(bad, "team/app:1.0")
@@ -64,34 +70,71 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
         )
         api = pushed["team/api:2.0"]["digest"]
         status = _delete_manifest(env, "team/api", api)
-        console.print(f"  DELETE /v2/team/api/manifests/{api[:19]}… -> HTTP {status}")
+        console.print(f"  DELETE /v2/team/api/manifests/{api[:19]}… -> HTTP {status} (the tag is gone)")
         env.registry.garbage_collect(delete_untagged=True)
         env.registry.restart()  # drop the in-memory blob-descriptor cache (distribution #3743)
         console.print(
             "  docker-registry garbage-collect --delete-untagged (sweeps index children: distribution #3004)"
         )
         big = max(pushed["team/app:1.1"]["image"].blobs.items(), key=lambda kv: kv[1])[0]
-        key = env.layout_key_of_blob(big)
-        env.s3.delete_object(Bucket=env.bucket, Key=key)
+        env.s3.delete_object(Bucket=env.bucket, Key=env.layout_key_of_blob(big))
         console.print(f"  an S3-level delete of team/app:1.1's 6 MiB layer {big[:19]}…")
 
-        console.print(Rule("4. regvault ls: deleted tags and earlier digests included"))
+        step(console, 4, "regvault ls: deleted tags and earlier digests included")
         regvault(["ls"])
 
-        console.print(Rule("5. regvault audit: what broke, and whether S3 versions can bring it back"))
-        output.mkdir(parents=True, exist_ok=True)
-        code = regvault(["audit"])
-        regvault(["audit", "--format", "json", "--output", str(output / "audit.json")])
-        regvault(["audit", "--format", "markdown", "--output", str(output / "audit.md")])
-        console.print(
-            f"[dim]exit code {code} (1: errors found); reports written to {output}/audit.json and audit.md[/]"
-        )
-        console.print(
-            f"\n[dim]the CLI used: regvault audit --bucket {env.bucket} "
-            f"--endpoint-url {env.emulator.endpoint_url}[/]"
-        )
+        step(console, 5, "regvault audit: what broke, and whether S3 versions can bring it back")
+        broken = regvault(["audit"])
+        for fmt, name in (("json", "audit-broken.json"), ("html", "audit-broken.html")):
+            regvault(["audit", "--format", fmt, "--output", str(output / name)])
+        console.print(f"[dim]exit code {broken} (1: errors found); reports in {output}/audit-broken.*[/]")
+
+        step(console, 6, "regvault history team/app:1.0")
+        regvault(["history", "team/app:1.0"])
+
+        step(console, 7, "restore: plan first, then apply (copy-forward, nothing deleted)")
+        regvault(["restore", "team/app:1.0", "--previous"])
+        regvault(["restore", "team/app:1.0", "--previous", "--apply"])
+        for reference in ("team/multi:1", "team/multi-list:1", "team/app:1.1"):
+            regvault(
+                [
+                    "restore",
+                    reference,
+                    "--to",
+                    pushed[reference]["digest"],
+                    "--apply",
+                    "--format",
+                    "json",
+                    "--output",
+                    str(output / f"restore-{reference.replace('/', '_').replace(':', '-')}.json"),
+                ]
+            )
+            console.print(f"  restored {reference} in place (its swept or deleted objects copied forward)")
+        regvault(["restore", "team/api", "--at", before.isoformat(), "--apply"])
+        env.registry.restart()  # blobs came back: drop the blob-descriptor cache
+
+        step(console, 8, "the final audit, and skopeo pulling what came back")
+        final = regvault(["audit"])
+        for fmt, name in (("json", "audit.json"), ("markdown", "audit.md"), ("html", "audit.html")):
+            regvault(["audit", "--format", fmt, "--output", str(output / name)])
+        pulled = 0
+        for reference, everything in (
+            ("team/app:1.0", False),
+            ("team/multi:1", True),
+            ("team/api:2.0", False),
+        ):
+            env.skopeo.pull(reference, env.workdir / f"pull-{pulled}", all_images=everything)
+            pulled += 1
+            console.print(f"  skopeo pulled and verified {reference}")
+        console.print(f"[dim]reports: {output}/audit.html (open it in a browser), audit.json, audit.md[/]")
         console.print(Rule(f"done in {time.monotonic() - started:.0f} s; stopping the emulator and registry"))
-        return 0 if clean == 0 and code == 1 else 1
+        ok = clean == 0 and broken == 1 and final == 0 and pulled == 3
+        return 0 if ok else 1
+
+
+def step(console: Console, number: int, title: str) -> None:
+    console.print()
+    console.print(Rule(f"{number}. {title}"))
 
 
 def main(argv: list[str] | None = None) -> None:
