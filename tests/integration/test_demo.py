@@ -5,6 +5,9 @@ import sys
 from pathlib import Path
 
 PHRASES = (
+    "0. setup: the template's Setup state machine",
+    "attached AmazonSSMManagedInstanceCore",
+    "names, never secret values",
     "1. push sample images",
     "regvault audit on the healthy registry",
     "audit clean",

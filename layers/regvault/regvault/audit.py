@@ -81,7 +81,7 @@ class Rules:
             older = [v for v in history.data_versions[1:] if self.links.holds(history, v, expected) is True]
             self.add(
                 "LINK_MALFORMED",
-                f"link {history.key.rsplit('/', 4)[-4:]} is malformed: {verdict}",
+                f"link {'/'.join(history.key.rsplit('/', 4)[-4:])} is malformed: {verdict}",
                 repository=repo,
                 tag=tag,
                 digest=str(expected),

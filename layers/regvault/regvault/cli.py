@@ -245,8 +245,8 @@ def _console(out: TextIO) -> Any:
     from rich.console import Console
 
     if out is sys.stdout and sys.stdout.isatty():
-        return Console(file=out)
-    return Console(file=out, width=200)
+        return Console(file=out, emoji=False)
+    return Console(file=out, width=200, emoji=False)
 
 
 def cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
@@ -375,6 +375,7 @@ class StderrProgress:
 
 
 def _audit_table(report: Any, out: TextIO) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     console = _console(out)
@@ -394,7 +395,7 @@ def _audit_table(report: Any, out: TextIO) -> None:
                 f.tag or "",
                 (f.digest or "")[:19],
                 {True: "yes", False: "NO", None: "-"}[f.recoverable],
-                f.message,
+                escape(f.message),
             )
         console.print(table)
     else:

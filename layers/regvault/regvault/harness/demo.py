@@ -20,9 +20,11 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.rule import Rule
+from rich.table import Table
 
 from ..cli import main as regvault
 from .local import LocalRegistry, push_samples
+from .setup_local import HANDLERS, LocalSetup
 
 
 def _delete_manifest(env: LocalRegistry, repository: str, digest: str) -> int:
@@ -39,7 +41,7 @@ def _delete_manifest(env: LocalRegistry, repository: str, digest: str) -> int:
 def run(workdir: Path | None, output: Path, console: Console) -> int:
     started = time.monotonic()
     console.print(Rule("[bold]regvault demo[/]: a real registry on an S3 emulator, all on 127.0.0.1"))
-    with LocalRegistry(workdir) as env:
+    with LocalRegistry(workdir, lambda_handlers=str(HANDLERS)) as env:
         console.print(f"S3 emulator (moto server, patched)  {env.emulator.endpoint_url}")
         console.print(
             f"registry (docker-registry 2.8.2)     http://{env.registry.address}  bucket {env.bucket}"
@@ -47,6 +49,9 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
         console.print(f"working directory                    {env.workdir}\n")
         os.environ.update(env.client_env())
         output.mkdir(parents=True, exist_ok=True)
+
+        step(console, 0, "setup: the template's Setup state machine, run by the emulator")
+        setup_in_emulator(env, console)
 
         step(console, 1, "push sample images with skopeo")
         with console.status("pushing…"):
@@ -56,7 +61,9 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
 
         step(console, 2, "regvault audit on the healthy registry")
         clean = regvault(["audit"])
-        console.print(f"[dim]exit code {clean} (0: no error; the warnings are the local bucket's posture)[/]")
+        console.print(
+            f"[dim]exit code {clean} (0: no error; warnings: the lifted TLS policy, the recovery window)[/]"
+        )
 
         step(console, 3, "incidents people fear")
         time.sleep(1.1)  # S3 times have one-second resolution: keep "before" and "after" apart
@@ -132,6 +139,45 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
         return 0 if ok else 1
 
 
+def setup_in_emulator(env: LocalRegistry, console: Console) -> None:
+    """The same ASL and Lambda handlers sam deploy installs: bucket, secrets, IAM chain, association
+    with an emulated instance, and the launch command (recorded; the registry itself runs locally)."""
+    setup = LocalSetup(env.emulator)
+    machine, instance = setup.deploy(), setup.instance()
+    with console.status("running the Setup state machine…"):
+        out = setup.run(
+            machine,
+            {
+                "Name": "regvault-demo",
+                "Region": "us-east-1",
+                "InstanceId": instance,
+                "BucketName": env.bucket,
+                "RegistryUsers": "admin,ci",
+                "LaunchDocument": "regvault-launch",
+            },
+        )
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("STEP")
+    table.add_column("RESULT")
+    table.add_row("storage", "; ".join(out["storage"]["value"]["changed"]) or "already converged")
+    table.add_row("secrets", "; ".join(out["secrets"]["value"]["changed"]))
+    table.add_row("identity", "; ".join(out["identity"]["value"]["changed"]))
+    table.add_row("association", f"{out['association']['value']['association']} with {instance}")
+    table.add_row(
+        "launch", f"command {out['launch']['value']['command_id']}: {out['launch']['value']['status']}"
+    )
+    console.print(table)
+    [command] = setup.clients["ssm"].list_commands()["Commands"]
+    names = {k: v[0] for k, v in command["Parameters"].items() if k != "ConfigBase64"}
+    console.print(f"  SendCommand parameters (names, never secret values): {names}")
+    # Locally the emulator speaks plain HTTP, and moto enforces the TLS-only bucket policy the setup
+    # just added: lift that one statement here (the audit reports it as INSECURE_TRANSPORT_ALLOWED).
+    env.s3.delete_bucket_policy(Bucket=env.bucket)
+    console.print(
+        "  [dim]local only: the TLS-only bucket policy is lifted (the emulator speaks plain HTTP)[/]"
+    )
+
+
 def step(console: Console, number: int, title: str) -> None:
     console.print()
     console.print(Rule(f"{number}. {title}"))
@@ -142,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, help="keep the harness files here (default: a temp dir)")
     parser.add_argument("--output", type=Path, default=Path("demo-output"), help="where the reports go")
     args = parser.parse_args(argv)
-    console = Console(width=None if sys.stdout.isatty() else 200)
+    console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
     try:
         sys.exit(run(args.workdir, args.output, console))
     except KeyboardInterrupt:

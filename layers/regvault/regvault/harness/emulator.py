@@ -18,17 +18,21 @@ REGION = "us-east-1"
 
 
 class S3Emulator:
-    def __init__(self, supervisor: Supervisor, port: int | None = None) -> None:
+    def __init__(
+        self, supervisor: Supervisor, port: int | None = None, lambda_handlers: str | None = None
+    ) -> None:
         self.supervisor = supervisor
         self.port = port or free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
         env.pop("AWS_CA_BUNDLE", None)
-        self.proc = supervisor.start(
-            "emulator",
-            [sys.executable, "-m", "regvault.harness.emulator", "--port", str(self.port)],
-            env=env,
-        )
+        argv = [sys.executable, "-m", "regvault.harness.emulator", "--port", str(self.port)]
+        if lambda_handlers:
+            # the handlers call AWS: inside the emulator that is the emulator itself
+            env.update(self.client_env())
+            env.update(POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_SERVICE_NAME="regvault")
+            argv += ["--lambda-handlers", lambda_handlers]
+        self.proc = supervisor.start("emulator", argv, env=env)
         wait_for_http(
             f"{self.endpoint_url}/moto-api/",
             lambda status: status == 200,
@@ -64,12 +68,21 @@ class S3Emulator:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="moto server with regvault's S3 fidelity fixes")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--lambda-handlers", help="a handler module: run Lambda invocations through it")
     args = parser.parse_args(argv)
     from moto import server
 
-    from .moto_patches import apply
+    from .moto_patches import apply, dispatch_lambda_to
 
     apply()
+    if args.lambda_handlers:
+        from moto.core.config import default_user_config
+
+        # what mock_aws(config=...) sets: run state machines, Lambda without Docker, AWS managed policies
+        default_user_config["stepfunctions"] = {"execute_state_machine": True}
+        default_user_config["lambda"] = {"use_docker": False}
+        default_user_config["iam"] = {"load_aws_managed_policies": True}
+        dispatch_lambda_to(args.lambda_handlers)
     server.main(["-H", "127.0.0.1", "-p", str(args.port)])
 
 

@@ -26,6 +26,7 @@ class LocalRegistry:
         blob_descriptor_cache: str | None = None,
         versioned: bool = True,
         tls: bool = False,
+        lambda_handlers: str | None = None,
     ) -> None:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="regvault-harness-"))
@@ -34,7 +35,7 @@ class LocalRegistry:
         self.root = root
         self.supervisor = Supervisor(self.workdir)
         try:
-            self.emulator = S3Emulator(self.supervisor)
+            self.emulator = S3Emulator(self.supervisor, lambda_handlers=lambda_handlers)
             self.s3 = self.emulator.client("s3")
             self.s3.create_bucket(Bucket=self.bucket)
             if versioned:

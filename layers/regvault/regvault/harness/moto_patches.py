@@ -146,3 +146,70 @@ def apply() -> None:
     s3_models.S3Backend.list_objects = list_objects  # type: ignore[method-assign]
     s3_models.S3Backend.list_object_versions = list_object_versions  # type: ignore[method-assign]
     _APPLIED = True
+
+
+# --- for running the Setup state machine inside the emulator (make demo) ---------------------------
+
+
+def describe_instance_information(self: Any) -> Any:
+    """moto lacks SSM's DescribeInstanceInformation: every emulated EC2 instance reports Online, as
+    an instance whose agent registered would."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.models import ec2_backends
+
+    wanted: set[str] = set()
+    for item in self._get_param("Filters", []) or []:
+        if item.get("Key") == "InstanceIds":
+            wanted.update(item.get("Values", []))
+    ec2 = ec2_backends[self.current_account][self.region]
+    infos = [
+        {
+            "InstanceId": instance.id,
+            "PingStatus": "Online",
+            "PlatformType": "Linux",
+            "AgentVersion": "3.3.0.0",
+        }
+        for reservation in ec2.reservations.values()
+        for instance in reservation.instances
+        if not wanted or instance.id in wanted
+    ]
+    return ActionResult({"InstanceInformationList": infos})
+
+
+def dispatch_lambda_to(module_path: str) -> None:
+    """Run Lambda invocations through the real handlers of ``module_path`` (its ``app.<name>``
+    handler names), as the Step Functions interpreter calls them."""
+    import importlib.util
+    import json
+    import traceback
+
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.ssm.responses import SimpleSystemManagerResponse
+
+    spec = importlib.util.spec_from_file_location("dispatched_handlers", module_path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class Context:
+        def __init__(self, name: str) -> None:
+            self.function_name = name
+            self.memory_limit_in_mb = 512
+            self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+            self.aws_request_id = "emulated"
+
+    def invoke(
+        self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any
+    ) -> bytes:
+        name = function_name.rsplit(":", 1)[-1]
+        function = self.get_function(name)
+        handler = getattr(module, str(function.handler).split(".", 1)[1])
+        try:
+            return json.dumps(handler(json.loads(body or "{}"), Context(name))).encode()
+        except Exception as exc:  # what Lambda reports for an unhandled error
+            response_headers["x-amz-function-error"] = "Unhandled"
+            traceback.print_exc()
+            return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__}).encode()
+
+    LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign,assignment]
+    SimpleSystemManagerResponse.describe_instance_information = describe_instance_information  # type: ignore[attr-defined]
