@@ -40,3 +40,36 @@ def ls_json(capsys, *argv: str) -> dict[str, Any]:
     out, err = capsys.readouterr()
     assert code == 0, err
     return json.loads(out)
+
+
+def chromium_screenshot(page: Any, shot: Any, tmp_path: Any, height: int = 1000) -> bool:
+    """Render a local HTML file in Debian's headless Chromium; False when Chromium is not installed."""
+    import shutil
+    import subprocess
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        return False
+    result = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            f"--window-size=1280,{height}",
+            f"--screenshot={shot}",
+            f"file://{page}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", result.stderr[-800:]
+    return True

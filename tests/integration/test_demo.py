@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .support import chromium_screenshot
+
 PHRASES = (
     "0. setup: the template's Setup state machine",
     "attached AmazonSSMManagedInstanceCore",
@@ -44,30 +46,6 @@ def test_make_demo_runs_the_whole_lifecycle_and_cleans_up(tmp_path):
 
 def screenshot(page, tmp_path):
     """The README's screenshot: the demo's report of the broken registry, in headless Chromium."""
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        return
     shot = tmp_path / "report.png"
-    result = subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1280,1000",
-            f"--screenshot={shot}",
-            f"file://{page}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0 and shot.read_bytes()[:4] == b"\x89PNG", result.stderr[-800:]
-    shutil.copy(shot, Path(__file__).resolve().parents[2] / "docs" / "audit-report.png")
+    if chromium_screenshot(page, shot, tmp_path):
+        shutil.copy(shot, Path(__file__).resolve().parents[2] / "docs" / "audit-report.png")

@@ -1,13 +1,13 @@
 """regvault status, and the HTML report (rendered by a real browser when Chromium is installed)."""
 
 import json
-import shutil
 import socket
-import subprocess
 
 import pytest
 
 from regvault.cli import main
+
+from .support import chromium_screenshot
 
 
 def test_status_reports_posture_registry_and_last_audit(samples, capsys, cli_env, tmp_path):
@@ -68,30 +68,7 @@ def test_html_report_is_self_contained_and_renders_in_a_browser(samples, capsys,
     )  # nothing fetched from elsewhere
     for tag in ("team/app:1.0", "team/multi:1", "library/base:1"):
         assert tag in html
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian chromium is not installed (make test installs it)")
     shot = tmp_path / "report.png"
-    result = subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1280,900",
-            f"--screenshot={shot}",
-            f"file://{page}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0 and shot.exists(), result.stderr[-1000:]
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    if not chromium_screenshot(page, shot, tmp_path):
+        pytest.skip("Debian chromium is not installed (make test installs it)")
+    assert shot.stat().st_size > 10_000

@@ -117,6 +117,8 @@ def self_signed(hostnames: list[str], addresses: list[str], days: int = 825) -> 
     )
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    # its own CA, so that clients can trust exactly this certificate (docker's certs.d, skopeo --cert-dir)
+    builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     cert = builder.sign(key, hashes.SHA256())
     return (
         cert.public_bytes(serialization.Encoding.PEM).decode(),

@@ -23,41 +23,13 @@ def htpasswd_line(user: str, password: str) -> str:
 
 
 def self_signed_certificate(cert_path: Path, key_path: Path) -> None:
-    """A certificate for 127.0.0.1/localhost, its own CA (skopeo trusts it through --cert-dir)."""
-    import datetime
-    import ipaddress
+    """A certificate for 127.0.0.1/localhost, its own CA (skopeo trusts it through --cert-dir); made
+    by the same code the setup uses for test setups without a TlsSecretArn."""
+    from ..registry_secrets import self_signed
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "regvault local registry")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    certificate, key = self_signed(["localhost"], ["127.0.0.1"], days=7)
+    cert_path.write_text(certificate)
+    key_path.write_text(key)
     key_path.chmod(0o600)
 
 
