@@ -80,3 +80,19 @@ def test_layer_link_with_garbage_does_not_break_listing(s3, bucket):
     w.put(LayerLink("app", d), b"garbage")
     listing = list_registry(S3Store(bucket, s3), w.layout, "app")
     assert [t.tag for t in listing.repositories[0].tags] == ["v1"]
+
+
+def test_index_entries_whose_versions_expired_do_not_break_the_listing(s3, bucket):
+    # Given an index entry with only a delete marker left (its data version expired) next to live ones
+    w = RegistryWriter(s3, bucket)
+    first = push_image(w, "app", "v1", "a")
+    push_image(w, "app", "v1", "b")
+    key = w.layout.key(TagIndexLink("app", "v1", first))
+    s3.delete_object(Bucket=bucket, Key=key)  # a delete marker on top…
+    for version in s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]:
+        s3.delete_object(Bucket=bucket, Key=key, VersionId=version["VersionId"])  # …and its data expired
+    left = s3.list_object_versions(Bucket=bucket, Prefix=key)
+    assert "Versions" not in left and len(left["DeleteMarkers"]) == 1
+    listing = list_registry(S3Store(bucket, s3), w.layout)
+    _, tag = _entry(listing, "app", "v1")
+    assert tag.digest is not None and not tag.deleted

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from .closure import EPOCH
 from .digest import Digest, parse_link_body
 from .errors import InvalidInput, ManifestError, NoRegistryFound, ObjectMissing, ObjectTooLarge
 from .inventory import Inventory, ObjectVersion, walk
@@ -105,7 +106,7 @@ def _tag_entry(reader: ObjectReader, repo: RepositoryKeys, tag: TagKeys) -> TagE
                     entry.digest = digest
     # index entries name every digest the tag pointed at, newest first by first write
     for digest, index_history in sorted(
-        tag.index.items(), key=lambda kv: kv[1].first_written or datetime.min, reverse=True
+        tag.index.items(), key=lambda kv: kv[1].first_written or EPOCH, reverse=True
     ):
         if index_history.first_written is not None:
             history.setdefault(digest)
