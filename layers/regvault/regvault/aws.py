@@ -24,8 +24,10 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     EndpointConnectionError,
+    IncompleteReadError,
     NoCredentialsError,
     ProfileNotFound,
+    ResponseStreamingError,
 )
 
 from .errors import (
@@ -44,6 +46,7 @@ logger = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 DEFAULT_PAGE_SIZE = 1000
 MAX_SINGLE_COPY = 5 * 1024**3  # S3's CopyObject limit
+STREAM_ATTEMPTS = 4  # reads of a body that broke mid-stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,10 @@ class VersionRecord:
     is_delete_marker: bool
     size: int
     etag: str | None
+
+
+class BodyCutShort(StorageError):
+    """The response body ended before its Content-Length: read the object again."""
 
 
 class RequestCounter:
@@ -82,6 +89,7 @@ def s3_client(
     region: str | None = None,
     profile: str | None = None,
     max_pool_connections: int = 16,
+    max_attempts: int = MAX_ATTEMPTS,
 ) -> Any:
     """A boto3 S3 client with adaptive retries; ``endpoint_url`` for the local emulator."""
     try:
@@ -91,7 +99,7 @@ def s3_client(
             f"AWS profile {profile!r} not found: check --profile / AWS_PROFILE and ~/.aws/config"
         ) from None
     config = Config(
-        retries={"mode": "adaptive", "max_attempts": MAX_ATTEMPTS},
+        retries={"mode": "adaptive", "max_attempts": max_attempts},
         max_pool_connections=max_pool_connections,
         connect_timeout=5,
         read_timeout=30,
@@ -125,6 +133,10 @@ class S3Store:
             raise EndpointUnreachable(
                 f"cannot reach S3 at {self.endpoint}: "
                 "check --endpoint-url / AWS_ENDPOINT_URL and that the service is running"
+            ) from None
+        except (IncompleteReadError, ResponseStreamingError) as exc:
+            raise BodyCutShort(
+                f"S3 {operation} of {key or self.bucket}: the body was cut short ({exc})"
             ) from None
         except NoCredentialsError:
             raise CredentialsMissing(
@@ -195,12 +207,23 @@ class S3Store:
             params["VersionId"] = version_id
         if max_bytes is not None:
             params["Range"] = f"bytes=0-{max_bytes}"
-        with self._errors("GetObject", key):
-            response = self.client.get_object(**params)
-            body = response["Body"].read()
+        body = self._read_retrying(key, params)
         if max_bytes is not None and len(body) > max_bytes:
             raise ObjectTooLarge(f"s3://{self.bucket}/{key} is larger than {max_bytes} bytes")
         return bytes(body)
+
+    def _read_retrying(self, key: str, params: dict[str, Any]) -> bytes:
+        """GetObject and read the body; a body cut short (connection dropped mid-stream) is read again.
+
+        botocore retries failed requests but not a stream that breaks after the headers arrived."""
+        for attempt in range(1, STREAM_ATTEMPTS + 1):
+            try:
+                with self._errors("GetObject", key):
+                    return bytes(self.client.get_object(**params)["Body"].read())
+            except BodyCutShort:
+                if attempt == STREAM_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def stream_sha256(
         self, key: str, version_id: str | None = None, chunk_size: int = 1024 * 1024
@@ -209,17 +232,23 @@ class S3Store:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if version_id:
             params["VersionId"] = version_id
-        digest = hashlib.sha256()
-        size = 0
-        with self._errors("GetObject", key):
-            body = self.client.get_object(**params)["Body"]
+        for attempt in range(1, STREAM_ATTEMPTS + 1):
+            digest = hashlib.sha256()
+            size = 0
             try:
-                for chunk in body.iter_chunks(chunk_size):
-                    digest.update(chunk)
-                    size += len(chunk)
-            finally:
-                body.close()
-        return digest.hexdigest(), size
+                with self._errors("GetObject", key):
+                    body = self.client.get_object(**params)["Body"]
+                    try:
+                        for chunk in body.iter_chunks(chunk_size):
+                            digest.update(chunk)
+                            size += len(chunk)
+                    finally:
+                        body.close()
+                return digest.hexdigest(), size
+            except BodyCutShort:
+                if attempt == STREAM_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def latest_version_id(self, key: str) -> str | None:
         """The version id of the key's latest version (a delete marker's too); None: no version."""

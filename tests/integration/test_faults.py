@@ -1,0 +1,101 @@
+"""S3 faults (503 SlowDown, 500, connection resets, read timeouts, bodies cut short) injected at a rate:
+the audit finds the same things, a restore completes or leaves the tag where it was."""
+
+import hashlib
+
+import pytest
+
+from regvault.audit import AuditRequest, run_audit
+from regvault.aws import S3Store, s3_client
+from regvault.errors import RegvaultError
+from regvault.harness.faults import FaultInjector
+from regvault.layout import RegistryLayout
+from regvault.restore import apply_plan, plan_restore
+
+from .support import all_versions
+
+
+def store(env, rate=0.0, seed=1, max_attempts=8, **kwargs):
+    client = s3_client(endpoint_url=env.emulator.endpoint_url, max_attempts=max_attempts)
+    s3 = S3Store(env.bucket, client)
+    return s3, (FaultInjector(client, rate, seed=seed, **kwargs) if rate else None)
+
+
+def essence(report):
+    findings = sorted((f.code, f.repository, f.tag, f.digest, f.key, f.recoverable) for f in report.findings)
+    tags = sorted(
+        (t.repository, t.tag, t.current, tuple((h.digest, h.recoverable) for h in t.history))
+        for t in report.tags
+    )
+    return findings, tags
+
+
+def test_audit_at_ten_percent_faults_finds_the_same(samples):
+    env, _ = samples
+    layout = RegistryLayout(env.root)
+    clean, _ = store(env)
+    baseline = run_audit(clean, layout, AuditRequest(deep=True))
+    injected = 0
+    for seed in (1, 2, 3):
+        faulty, faults = store(env, rate=0.10, seed=seed)
+        report = run_audit(faulty, layout, AuditRequest(deep=True))
+        assert essence(report) == essence(baseline)
+        injected += faults.total
+    assert injected >= 5
+    print(f"audit: {injected} faults injected over 3 deep audits, findings identical")
+
+
+def test_persistent_failure_is_one_clear_error(samples):
+    env, _ = samples
+    faulty, _ = store(env, rate=1.0, max_attempts=2, kinds=("slowdown",))
+    with pytest.raises(RegvaultError) as info:
+        run_audit(faulty, RegistryLayout(env.root), AuditRequest())
+    message = str(info.value)
+    assert "SlowDown" in message and "\n" not in message
+
+
+INJECTED_INTO_RESTORES: list[int] = []
+OUTCOMES: list[str] = []
+
+
+def served(env, reference):
+    return "sha256:" + hashlib.sha256(env.skopeo.inspect_raw(reference)).hexdigest()
+
+
+@pytest.mark.parametrize(("seed", "rate", "attempts"), [(0, 0.25, 2), (1, 0.25, 2), (2, 0.6, 1), (3, 0.6, 1)])
+def test_restore_under_faults_completes_or_leaves_the_tag_and_a_rerun_completes(
+    scratch, seed, rate, attempts, tmp_path
+):
+    env = scratch
+    lay = env.layout
+    tag = f"faults/app:{seed}"
+    old = env.push(lay.tag(f"f{seed}a", lay.image([lay.layer(f"f{seed}-a")])), tag)
+    new = env.push(lay.tag(f"f{seed}b", lay.image([lay.layer(f"f{seed}-b")])), tag)
+    env.registry.garbage_collect(delete_untagged=True)
+    env.registry.restart()
+    before = {(v["Key"], v["VersionId"]) for v in all_versions(env)}
+    layout = RegistryLayout(env.root)
+    faulty, faults = store(env, rate=rate, seed=seed, max_attempts=attempts)
+    try:
+        plan, _ = plan_restore(faulty, layout, "faults/app", str(seed), to=old)
+        apply_plan(faulty, plan)
+        assert served(env, tag) == old
+        OUTCOMES.append("completed")
+    except RegvaultError:
+        OUTCOMES.append("stopped")
+        # stopped: the tag still points where it did
+        assert served(env, tag) == new
+        clean, _ = store(env)
+        plan, _ = plan_restore(clean, layout, "faults/app", str(seed), to=old)
+        apply_plan(clean, plan)
+    env.registry.restart()
+    assert served(env, tag) == old
+    env.skopeo.pull(tag, tmp_path / "pulled")
+    assert before <= {(v["Key"], v["VersionId"]) for v in all_versions(env)}
+    INJECTED_INTO_RESTORES.append(faults.total)
+
+
+def test_faults_were_really_injected_into_the_restores():
+    assert len(INJECTED_INTO_RESTORES) == 4 and sum(INJECTED_INTO_RESTORES) >= 4
+    assert set(OUTCOMES) == {"completed", "stopped"}  # both paths were exercised
+    print(f"faults injected into restores: {INJECTED_INTO_RESTORES}; outcomes: {OUTCOMES}")
