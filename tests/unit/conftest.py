@@ -18,3 +18,10 @@ def bucket(s3: Any) -> str:
     s3.create_bucket(Bucket="reg")
     s3.put_bucket_versioning(Bucket="reg", VersioningConfiguration={"Status": "Enabled"})
     return "reg"
+
+
+@pytest.fixture(scope="session")
+def template() -> Any:
+    from .builders import load_template
+
+    return load_template()

@@ -11,7 +11,7 @@ from regvault.errors import InvalidInput
 from regvault.launch import LaunchSpec, command_status, send_launch, wait_until_managed
 from regvault.provision import SetupError
 
-from .test_template import ROOT, CfnLoader
+from .builders import ROOT, CfnLoader
 
 SPEC = LaunchSpec(
     instance_id="i-0123456789abcdef0",

@@ -18,8 +18,7 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from regvault import setup_steps
 
-from .builders import LambdaContext, load_handler
-from .test_template import CfnLoader
+from .builders import CfnLoader, LambdaContext, load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLERS = {

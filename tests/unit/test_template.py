@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .builders import CfnLoader
+
 ROOT = Path(__file__).resolve().parents[2]
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
 READ_ONLY_OBJECTS = {"s3:ListBucket", "s3:ListBucketVersions", "s3:GetObject", "s3:GetObjectVersion"}
@@ -22,28 +24,6 @@ READ_ONLY = {
     "s3:GetBucketPublicAccessBlock",
     "s3:GetBucketPolicy",
 }
-
-
-class CfnLoader(yaml.SafeLoader):
-    pass
-
-
-def _tag(loader, suffix, node):
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {suffix: value}
-
-
-CfnLoader.add_multi_constructor("!", _tag)
-
-
-@pytest.fixture(scope="module")
-def template():
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
 
 
 def functions(template):

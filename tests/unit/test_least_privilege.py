@@ -1,0 +1,64 @@
+"""Each role grants exactly what its code calls: the S3 operations are recorded while the real code
+runs (under moto) and mapped to IAM actions, then compared with the template's statements."""
+
+import boto3
+
+from regvault.audit import AuditRequest, run_audit
+from regvault.aws import S3Store
+from regvault.catalog import list_registry
+from regvault.digest import Digest
+from regvault.layout import BlobData, RegistryLayout
+from regvault.restore import apply_plan, plan_restore
+
+from .builders import RegistryWriter, push_image
+from .test_template import functions, registry_bucket_actions
+
+# S3 API operation -> the IAM action it needs (a versioned read needs GetObjectVersion too)
+ACTION = {
+    "ListObjectVersions": {"s3:ListBucketVersions"},
+    "ListObjects": {"s3:ListBucket"},
+    "ListObjectsV2": {"s3:ListBucket"},
+    "HeadBucket": {"s3:ListBucket"},
+    "GetObject": {"s3:GetObject", "s3:GetObjectVersion"},
+    "HeadObject": {"s3:GetObject", "s3:GetObjectVersion"},
+    "CopyObject": {"s3:PutObject", "s3:GetObjectVersion", "s3:GetObject"},
+    "GetBucketVersioning": {"s3:GetBucketVersioning"},
+    "GetBucketLifecycleConfiguration": {"s3:GetLifecycleConfiguration"},
+    "GetBucketEncryption": {"s3:GetEncryptionConfiguration"},
+    "GetPublicAccessBlock": {"s3:GetBucketPublicAccessBlock"},
+    "GetBucketPolicy": {"s3:GetBucketPolicy"},
+}
+
+
+def needed(store: S3Store) -> set[str]:
+    return {a for operation in store.requests.by_operation for a in ACTION[operation]}
+
+
+def fresh(bucket):
+    return S3Store(bucket, boto3.client("s3", region_name="us-east-1"))
+
+
+def test_each_role_grants_what_its_code_calls_and_nothing_else(s3, bucket, template):
+    w = RegistryWriter(s3, bucket)
+    first = push_image(w, "app", "v1", "a")
+    push_image(w, "app", "v1", "b")
+    w.delete(BlobData(Digest.of(b"layer-a")))
+    layout = RegistryLayout("")
+
+    audit = fresh(bucket)
+    run_audit(audit, layout, AuditRequest(deep=True))
+    catalog = fresh(bucket)
+    list_registry(catalog, layout)
+    restore = fresh(bucket)
+    plan, _ = plan_restore(restore, layout, "app", "v1", to=str(first))
+    apply_plan(restore, plan)
+
+    fns = functions(template)
+    for name, store in (("AuditFunction", audit), ("CatalogFunction", catalog), ("RestoreFunction", restore)):
+        granted = registry_bucket_actions(fns[name])
+        # s3:ListBucket is granted with ListBucketVersions: S3 requires it for listing at all
+        assert needed(store) <= granted, (name, needed(store) - granted)
+        assert granted - needed(store) <= {"s3:ListBucket", "s3:GetObject"}, (name, granted - needed(store))
+    assert not any(
+        op.startswith("Delete") for store in (audit, catalog, restore) for op in store.requests.by_operation
+    )
