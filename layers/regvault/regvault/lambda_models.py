@@ -9,7 +9,15 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .digest import Digest
 from .errors import InvalidInput
@@ -68,7 +76,7 @@ class AuditEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    deep: bool = False
+    deep: StrictBool = False
     sample: float = Field(default=1.0, gt=0.0, le=1.0)
 
     @classmethod
@@ -102,7 +110,7 @@ class RestoreEvent(BaseModel):
     to: str | None = None
     previous: int | None = Field(default=None, ge=1, le=1000)
     at: str | None = None
-    apply: bool = False
+    apply: StrictBool = False
 
     @field_validator("repository")
     @classmethod
