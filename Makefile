@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install system-deps lint format validate build test test-unit test-integration demo clean
+.PHONY: help install system-deps lint format validate build test test-unit test-integration demo docs clean
 
 help:
 	@echo "make demo      the main job on the embedded default (S3 emulator + real registry + skopeo)"
@@ -71,6 +71,9 @@ test-unit: $(VENV)/.installed
 
 test-integration: install system-deps
 	$(BIN)/pytest tests/integration
+
+docs: install system-deps
+	REGVAULT_UPDATE_DOCS=1 $(BIN)/pytest tests/integration/test_demo.py
 
 demo: $(VENV)/.installed system-deps
 	$(BIN)/python -m regvault.harness.demo
