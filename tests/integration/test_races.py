@@ -47,3 +47,54 @@ def test_audits_during_pushes_and_gc_report_no_damage(scratch):
     assert damage == [], damage  # in-flight uploads and half-written pushes are not reported as damage
     final = run_audit(store, RegistryLayout(env.root), AuditRequest())
     assert final.exit_code == 0
+
+
+def test_restore_racing_a_push_never_leaves_an_incomplete_image_nor_loses_the_push(scratch):
+    """A skopeo push and a restore of the same tag run at the same time, with varied offsets."""
+    import hashlib
+
+    from regvault.errors import RegvaultError
+    from regvault.restore import TagMoved, apply_plan, plan_restore
+
+    from .support import all_versions
+
+    env = scratch
+    lay = env.layout
+    layout = RegistryLayout(env.root)
+    old = env.push(lay.tag("rr-old", lay.image([lay.layer("rr-old")])), "race2/app:t")
+    outcomes = []
+    for round_, offset in enumerate((0.0, 0.3, 0.7, 3.0)):
+        current = env.push(
+            lay.tag(f"rr-cur{round_}", lay.image([lay.layer(f"rr-cur{round_}")])), "race2/app:t"
+        )
+        incoming = lay.tag(f"rr-new{round_}", lay.image([lay.layer(f"rr-new{round_}", 2 * 1024 * 1024)]))
+        store = S3Store(env.bucket, s3_client(endpoint_url=env.emulator.endpoint_url))
+        plan, _ = plan_restore(store, layout, "race2/app", "t", to=old)
+        pushed: list[str] = []
+        pusher = threading.Thread(target=lambda: pushed.append(env.push(incoming, "race2/app:t")))
+        pusher.start()
+        time.sleep(offset)  # the restore moves the tag before, during or after the push
+        try:
+            apply_plan(store, plan)
+            outcome = "restored"
+        except TagMoved:
+            outcome = "push detected"
+        except RegvaultError as exc:  # pragma: no cover - surfaced below
+            outcome = f"error: {exc}"
+        pusher.join()
+        final = "sha256:" + hashlib.sha256(env.skopeo.inspect_raw("race2/app:t")).hexdigest()
+        outcomes.append(f"{outcome} -> {'pushed' if final == pushed[0] else 'restored'}")
+        assert outcome in ("restored", "push detected")
+        assert final in (old, pushed[0]) and current != final
+        if outcome == "push detected":
+            assert final == pushed[0]  # the push was not overwritten
+        # whatever won, the tag's image is complete, and the other image is still in S3's history
+        report = run_audit(store, layout, AuditRequest())
+        assert not [f for f in report.findings if f.repository == "race2/app" and f.severity == "error"]
+        history = {
+            h.digest: h.recoverable for t in report.tags if t.repository == "race2/app" for h in t.history
+        }
+        assert history.get(pushed[0]) is True and history.get(old) is True
+    assert all_versions(env)  # the bucket still answers; versions are only ever added
+    assert any(o.startswith("push detected") for o in outcomes)  # the late restore saw the push
+    print(f"restore vs push: {outcomes}")
