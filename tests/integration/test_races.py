@@ -71,7 +71,9 @@ def test_restore_racing_a_push_never_leaves_an_incomplete_image_nor_loses_the_pu
         store = S3Store(env.bucket, s3_client(endpoint_url=env.emulator.endpoint_url))
         plan, _ = plan_restore(store, layout, "race2/app", "t", to=old)
         pushed: list[str] = []
-        pusher = threading.Thread(target=lambda: pushed.append(env.push(incoming, "race2/app:t")))
+        pusher = threading.Thread(
+            target=lambda out=pushed, image=incoming: out.append(env.push(image, "race2/app:t"))
+        )
         pusher.start()
         time.sleep(offset)  # the restore moves the tag before, during or after the push
         try:
