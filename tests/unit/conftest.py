@@ -25,3 +25,25 @@ def template() -> Any:
     from .builders import load_template
 
     return load_template()
+
+
+@pytest.fixture(scope="session")
+def translated() -> Any:
+    """template.yaml translated by samtranslator (.venv-sam), as CloudFormation receives it."""
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sam_python = root / ".venv-sam" / "bin" / "python"
+    if not sam_python.exists():
+        pytest.skip("make install creates .venv-sam (samtranslator)")
+    out = subprocess.run(
+        [str(sam_python), str(root / "tests" / "translate_template.py"), str(root / "template.yaml")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+    )
+    return json.loads(out.stdout)["Resources"]

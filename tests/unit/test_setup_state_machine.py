@@ -73,10 +73,27 @@ def world(monkeypatch, cfn_response_url):
     with mock_aws(config=config):
         module = load_handler("setup", monkeypatch, {})
         functions = {}
+        calls: dict[str, set[str]] = {}
+        current = {"name": "SetupTriggerFunction"}
+        real_client = module.client
+
+        def recording_client(service, *args, **kwargs):
+            made = real_client(service, *args, **kwargs)
+            prefix = {"stepfunctions": "states"}.get(service, service)
+
+            def record(event_name="", **_):
+                operation = event_name.rsplit(".", 1)[-1]
+                calls.setdefault(current["name"], set()).add(f"{prefix}:{operation}")
+
+            made.meta.events.register("before-call", record)
+            return made
+
+        monkeypatch.setattr(module, "client", recording_client)
 
         def invoke(self, function_name, qualifier, body, headers, response_headers):
             name = function_name.rsplit(":", 1)[-1]
             handler = getattr(module, functions[name])
+            current["name"] = name
             try:
                 return json.dumps(handler(json.loads(body), LambdaContext(name))).encode()
             except Exception as exc:  # what Lambda reports for an unhandled error
@@ -129,6 +146,7 @@ def world(monkeypatch, cfn_response_url):
             "instance": instance,
             "url": cfn_response_url,
             "machine": machine,
+            "calls": calls,
         }
 
 
@@ -279,3 +297,52 @@ def test_regvault_setup_reruns_the_last_input_without_answering_cloudformation(w
     assert len(boto3.client("ssm").list_commands()["Commands"]) == 2  # the registry was relaunched
     assert main(["setup", "--state-machine-arn", "not-an-arn"]) == 2
     assert "not a state machine ARN" in capsys.readouterr().err
+
+
+# S3 API operations whose IAM action has another name
+S3_ACTIONS = {
+    "HeadBucket": "s3:ListBucket",
+    "GetBucketEncryption": "s3:GetEncryptionConfiguration",
+    "PutBucketEncryption": "s3:PutEncryptionConfiguration",
+    "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
+}
+# granted for paths a first deploy does not take: re-deploys, drift, replacement, a user's TLS secret
+CONDITIONAL = {
+    "SetupIdentityFunction": {
+        "iam:GetPolicy",
+        "iam:GetPolicyVersion",
+        "iam:CreatePolicyVersion",
+        "iam:DeletePolicyVersion",
+        "iam:ListPolicyVersions",
+    },
+    "SetupAssociationFunction": {"ec2:ReplaceIamInstanceProfileAssociation", "iam:PassRole"},
+    "SetupSecretsFunction": {"secretsmanager:PutSecretValue"},
+}
+
+
+def test_each_setup_role_grants_what_its_handler_calls(world, monkeypatch, translated):
+    from .test_translated_template import actions
+
+    def managed(ssm, instance):  # moto lacks the call: record it as the real one would be made
+        world["calls"].setdefault("SetupLaunchFunction", set()).add("ssm:DescribeInstanceInformation")
+        return True
+
+    monkeypatch.setattr(setup_steps, "is_managed", managed)
+    status, _ = run(world, create_event(world))
+    assert status["status"] == "SUCCEEDED"
+    for function, operations in world["calls"].items():
+        needed = {S3_ACTIONS.get(op.split(":")[1], op) if op.startswith("s3:") else op for op in operations}
+        granted = actions(translated[f"{function}Role"])
+        assert needed <= granted, (function, needed - granted)
+        assert granted - needed <= CONDITIONAL.get(function, set()), (function, granted - needed)
+    assert set(world["calls"]) >= {
+        "SetupStorageFunction",
+        "SetupSecretsFunction",
+        "SetupIdentityFunction",
+        "SetupAssociationFunction",
+        "SetupLaunchFunction",
+        "SetupTriggerFunction",
+    }

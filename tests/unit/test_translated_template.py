@@ -1,28 +1,6 @@
 """Least privilege read from the samtranslator output (what CloudFormation really gets)."""
 
 import json
-import os
-import subprocess
-from pathlib import Path
-
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-SAM_PYTHON = ROOT / ".venv-sam" / "bin" / "python"
-
-
-@pytest.fixture(scope="module")
-def translated():
-    if not SAM_PYTHON.exists():
-        pytest.skip("make install creates .venv-sam (samtranslator)")
-    out = subprocess.run(
-        [str(SAM_PYTHON), str(ROOT / "tests" / "translate_template.py"), str(ROOT / "template.yaml")],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
-    )
-    return json.loads(out.stdout)["Resources"]
 
 
 def statements(role):
