@@ -11,9 +11,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from .closure import EPOCH
+from .closure import EPOCH, ObjectReader
 from .digest import Digest, parse_link_body
 from .errors import InvalidInput, ManifestError, NoRegistryFound, ObjectMissing, ObjectTooLarge
 from .inventory import Inventory, ObjectVersion, walk
@@ -21,10 +21,6 @@ from .layout import BlobData, RegistryLayout
 from .manifests import MAX_MANIFEST_BYTES, parse_manifest
 from .model import RegistryModel, RepositoryKeys, TagKeys, link_candidates, resolve_by_etag
 from .reference import validate_repository
-
-
-class ObjectReader(Protocol):
-    def get_bytes(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes: ...
 
 
 @dataclass
@@ -80,10 +76,6 @@ class Listing:
 def read_link(reader: ObjectReader, key: str, version: ObjectVersion) -> Digest:
     body = reader.get_bytes(key, version.version_id, max_bytes=1024)
     return parse_link_body(body)
-
-
-def _resolve(reader: ObjectReader, key: str, version: ObjectVersion, candidates: list[Digest]) -> Digest:
-    return resolve_by_etag(version, candidates) or read_link(reader, key, version)
 
 
 def _tag_entry(reader: ObjectReader, repo: RepositoryKeys, tag: TagKeys) -> TagEntry:
