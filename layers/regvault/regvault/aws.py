@@ -287,45 +287,13 @@ class S3Store:
         p = BucketPosture(versioning=None)
         p.versioning = self._optional("GetBucketVersioning", p, lambda: self.versioning_status())
 
-        def lifecycle() -> list[dict[str, Any]]:
-            try:
-                out = self.client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
-            except ClientError as exc:
-                if _code(exc) == "NoSuchLifecycleConfiguration":
-                    return []
-                raise
-            return list(out.get("Rules", []))
-
-        def encryption() -> list[dict[str, Any]]:
-            try:
-                out = self.client.get_bucket_encryption(Bucket=self.bucket)
-            except ClientError as exc:
-                if _code(exc) == "ServerSideEncryptionConfigurationNotFoundError":
-                    return []
-                raise
-            return list(out.get("ServerSideEncryptionConfiguration", {}).get("Rules", []))
-
-        def public_access() -> dict[str, bool]:
-            try:
-                out = self.client.get_public_access_block(Bucket=self.bucket)
-            except ClientError as exc:
-                if _code(exc) == "NoSuchPublicAccessBlockConfiguration":
-                    return {}
-                raise
-            return dict(out.get("PublicAccessBlockConfiguration", {}))
-
-        def policy() -> str | None:
-            try:
-                return str(self.client.get_bucket_policy(Bucket=self.bucket)["Policy"])
-            except ClientError as exc:
-                if _code(exc) == "NoSuchBucketPolicy":
-                    return None
-                raise
-
-        p.lifecycle_rules = self._optional("GetLifecycleConfiguration", p, lifecycle)
-        p.encryption_rules = self._optional("GetEncryptionConfiguration", p, encryption)
-        p.public_access_block = self._optional("GetBucketPublicAccessBlock", p, public_access)
-        p.policy = self._optional("GetBucketPolicy", p, policy)
+        c, b = self.client, self.bucket
+        p.lifecycle_rules = self._optional("GetLifecycleConfiguration", p, lambda: lifecycle_rules(c, b))
+        p.encryption_rules = self._optional("GetEncryptionConfiguration", p, lambda: encryption_rules(c, b))
+        p.public_access_block = self._optional(
+            "GetBucketPublicAccessBlock", p, lambda: public_access_block(c, b)
+        )
+        p.policy = self._optional("GetBucketPolicy", p, lambda: bucket_policy(c, b))
         return p
 
     def _optional(self, operation: str, posture: BucketPosture, call: Any) -> Any:
@@ -345,6 +313,46 @@ class BucketPosture:
     public_access_block: dict[str, bool] | None = None
     policy: str | None = None
     unreadable: list[str] = field(default_factory=list)
+
+
+# --- bucket settings: one read each, "not configured" answered as empty (audit and setup share them)
+
+
+def _unless_missing(call: Any, missing_code: str, empty: Any) -> Any:
+    try:
+        return call()
+    except ClientError as exc:
+        if _code(exc) == missing_code:
+            return empty
+        raise
+
+
+def lifecycle_rules(client: Any, bucket: str) -> list[dict[str, Any]]:
+    out = _unless_missing(
+        lambda: client.get_bucket_lifecycle_configuration(Bucket=bucket), "NoSuchLifecycleConfiguration", {}
+    )
+    return list(out.get("Rules", []))
+
+
+def encryption_rules(client: Any, bucket: str) -> list[dict[str, Any]]:
+    out = _unless_missing(
+        lambda: client.get_bucket_encryption(Bucket=bucket),
+        "ServerSideEncryptionConfigurationNotFoundError",
+        {},
+    )
+    return list(out.get("ServerSideEncryptionConfiguration", {}).get("Rules", []))
+
+
+def public_access_block(client: Any, bucket: str) -> dict[str, bool]:
+    out = _unless_missing(
+        lambda: client.get_public_access_block(Bucket=bucket), "NoSuchPublicAccessBlockConfiguration", {}
+    )
+    return dict(out.get("PublicAccessBlockConfiguration", {}))
+
+
+def bucket_policy(client: Any, bucket: str) -> str | None:
+    out = _unless_missing(lambda: client.get_bucket_policy(Bucket=bucket), "NoSuchBucketPolicy", {})
+    return str(out["Policy"]) if "Policy" in out else None
 
 
 def _code(exc: ClientError) -> str:

@@ -10,7 +10,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aws import ClientError, error_code
+from .aws import (
+    ClientError,
+    bucket_policy,
+    encryption_rules,
+    error_code,
+    lifecycle_rules,
+    public_access_block,
+)
 from .errors import InvalidInput, RegvaultError
 from .layout import normalize_root
 
@@ -66,11 +73,7 @@ def ensure_bucket(s3: Any, bucket: str, region: str, root: str, recovery_days: i
     if s3.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         result.changed.append("versioning enabled")
-    try:
-        s3.get_bucket_encryption(Bucket=bucket)
-    except ClientError as exc:
-        if error_code(exc) != "ServerSideEncryptionConfigurationNotFoundError":
-            raise
+    if not encryption_rules(s3, bucket):  # an existing default (e.g. SSE-KMS) is kept
         s3.put_bucket_encryption(
             Bucket=bucket,
             ServerSideEncryptionConfiguration={
@@ -86,13 +89,7 @@ def ensure_bucket(s3: Any, bucket: str, region: str, root: str, recovery_days: i
     block = dict.fromkeys(
         ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True
     )
-    try:
-        current = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
-    except ClientError as exc:
-        if error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
-            raise
-        current = {}
-    if current != block:
+    if public_access_block(s3, bucket) != block:
         s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
         result.changed.append("public access blocked")
     _ensure_tls_policy(s3, bucket, result)
@@ -112,13 +109,9 @@ def tls_statement(bucket: str) -> dict[str, Any]:
 
 
 def _ensure_tls_policy(s3: Any, bucket: str, result: StorageResult) -> None:
-    try:
-        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-    except ClientError as exc:
-        if error_code(exc) != "NoSuchBucketPolicy":
-            raise
-        policy = {"Version": "2012-10-17", "Statement": []}
-    statements = policy.get("Statement", [])
+    existing = bucket_policy(s3, bucket)
+    policy: dict[str, Any] = json.loads(existing) if existing else {"Version": "2012-10-17", "Statement": []}
+    statements: Any = policy.get("Statement", [])
     statements = [statements] if isinstance(statements, dict) else statements
     wanted = tls_statement(bucket)
     if wanted in statements:
@@ -129,12 +122,7 @@ def _ensure_tls_policy(s3: Any, bucket: str, result: StorageResult) -> None:
 
 
 def _ensure_lifecycle(s3: Any, bucket: str, root: str, days: int, result: StorageResult) -> None:
-    try:
-        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
-    except ClientError as exc:
-        if error_code(exc) != "NoSuchLifecycleConfiguration":
-            raise
-        rules = []
+    rules = lifecycle_rules(s3, bucket)
     prefix = f"{root}/" if root else ""
     keep = next((r for r in rules if r.get("ID") == LIFECYCLE_KEEP), None)
     existing = (keep or {}).get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")
