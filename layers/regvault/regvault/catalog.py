@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .closure import EPOCH, ObjectReader
-from .digest import Digest, parse_link_body
-from .errors import InvalidInput, ManifestError, NoRegistryFound, ObjectMissing, ObjectTooLarge
-from .inventory import Inventory, ObjectVersion, walk
+from .closure import EPOCH, LinkReader, ObjectReader
+from .digest import Digest
+from .errors import ManifestError, NoRegistryFound, ObjectMissing, ObjectTooLarge
+from .inventory import Inventory, walk
 from .layout import BlobData, RegistryLayout
 from .manifests import MAX_MANIFEST_BYTES, parse_manifest
 from .model import RegistryModel, RepositoryKeys, TagKeys, link_candidates, resolve_by_etag
@@ -73,12 +73,7 @@ class Listing:
     delete_markers: int
 
 
-def read_link(reader: ObjectReader, key: str, version: ObjectVersion) -> Digest:
-    body = reader.get_bytes(key, version.version_id, max_bytes=1024)
-    return parse_link_body(body)
-
-
-def _tag_entry(reader: ObjectReader, repo: RepositoryKeys, tag: TagKeys) -> TagEntry:
+def _tag_entry(links: LinkReader, repo: RepositoryKeys, tag: TagKeys) -> TagEntry:
     entry = TagEntry(repo.name, tag.name, tag.deleted, None, None)
     candidates = link_candidates(repo, tag)
     history: dict[Digest, None] = {}
@@ -86,12 +81,14 @@ def _tag_entry(reader: ObjectReader, repo: RepositoryKeys, tag: TagKeys) -> TagE
     if current is not None and current.latest is not None:
         entry.written_at = current.latest.last_modified
         for i, version in enumerate(current.data_versions):
+            # the latest version is read when its ETag says nothing; earlier ones only by ETag (ls is cheap)
             digest = resolve_by_etag(version, candidates)
             if digest is None and i == 0:
-                try:
-                    digest = read_link(reader, current.key, version)
-                except (InvalidInput, ObjectMissing, ObjectTooLarge) as exc:
-                    entry.problem = f"current link unreadable: {exc}"
+                result = links.resolve(current, version, candidates)
+                if isinstance(result, Digest):
+                    digest = result
+                else:
+                    entry.problem = f"current link unreadable: {result}"
             if digest is not None:
                 history.setdefault(digest)
                 if i == 0:
@@ -115,13 +112,14 @@ def build_listing(
     workers: int = 8,
 ) -> Listing:
     model = RegistryModel(inventory, layout)
+    links = LinkReader(reader)
     names = [repository] if repository else model.repository_names()
     repos: list[RepositoryEntry] = []
     for name in names:
         repo = model.repositories.get(name)
         if repo is None:
             continue
-        tags = [_tag_entry(reader, repo, repo.tags[t]) for t in sorted(repo.tags)]
+        tags = [_tag_entry(links, repo, repo.tags[t]) for t in sorted(repo.tags)]
         repos.append(RepositoryEntry(name, repo.deleted, tags))
 
     # media types: one GET per distinct current manifest, in parallel
