@@ -10,11 +10,21 @@ from regvault.harness import moto_patches
 
 ORIGINAL_LIST_OBJECTS = s3_models.S3Backend.list_objects
 ORIGINAL_LIST_VERSIONS = s3_models.S3Backend.list_object_versions
+ORIGINAL_LIST_OBJECTS_V2 = s3_models.S3Backend.list_objects_v2
+
+
+def _track_names(monkeypatch):
+    from moto.s3.utils import _VersionedKeyStore
+
+    for name, method in moto_patches.tracked_methods(_VersionedKeyStore).items():
+        monkeypatch.setattr(_VersionedKeyStore, name, method)
 
 
 @pytest.fixture
 def patched(monkeypatch):
+    _track_names(monkeypatch)
     monkeypatch.setattr(s3_models.S3Backend, "list_objects", moto_patches.list_objects)
+    monkeypatch.setattr(s3_models.S3Backend, "list_objects_v2", moto_patches.list_objects_v2)
     monkeypatch.setattr(s3_models.S3Backend, "list_object_versions", moto_patches.list_object_versions)
 
 
@@ -89,6 +99,7 @@ def test_fix2_same_versions_as_moto_for_every_page_size(s3, bucket, monkeypatch,
     _random_history(s3, bucket, seed)
     original, _ = _all_versions(s3, bucket, 1000)
     # When the patched listing pages through it
+    _track_names(monkeypatch)
     monkeypatch.setattr(s3_models.S3Backend, "list_object_versions", moto_patches.list_object_versions)
     patched, requests = _all_versions(s3, bucket, page_size)
     # Then every version comes exactly once, and the same set as moto's own listing
@@ -144,3 +155,75 @@ def test_fix2_listing_copies_no_object_bodies(s3, bucket):
 
     gc.collect()
     assert len(s3.get_object(Bucket=bucket, Key="big/3")["Body"].read()) == 1024 * 1024
+
+
+# --- fix 3: listing cost --------------------------------------------------------------------------
+
+
+def _nested_history(s3, bucket, seed):
+    rng = random.Random(seed)
+    names = [
+        f"r/{a}/{b}/{c}"
+        for a in ("x", "y", "y-z")
+        for b in ("_layers", "_m", "t.1")
+        for c in ("1", "2", "3/link")
+    ] + ["r/top", "r/x", "s/other"]
+    for _ in range(120):
+        name = rng.choice(names)
+        if rng.random() < 0.3:
+            s3.delete_object(Bucket=bucket, Key=name)
+        else:
+            s3.put_object(Bucket=bucket, Key=name, Body=b".")
+
+
+def _v2_pages(s3, bucket, **kwargs):
+    pages, out = 0, []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, **kwargs):
+        pages += 1
+        out += [("key", o["Key"]) for o in page.get("Contents", [])]
+        out += [("folder", p["Prefix"]) for p in page.get("CommonPrefixes", [])]
+    return out, pages
+
+
+QUERIES = [
+    {},
+    {"Prefix": "r/"},
+    {"Prefix": "r/y"},
+    {"Delimiter": "/"},
+    {"Prefix": "r/", "Delimiter": "/"},
+    {"Prefix": "r/y/", "Delimiter": "/"},
+    {"Prefix": "r/", "StartAfter": "r/x/t.1"},
+]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fix3_same_listing_as_moto_for_every_page_size(s3, bucket, monkeypatch, seed):
+    # Given a random history of nested keys, some delete-marked
+    _nested_history(s3, bucket, seed)
+    monkeypatch.setattr(s3_models.S3Backend, "list_objects", moto_patches.list_objects)
+    _track_names(monkeypatch)
+    for query in QUERIES:
+        for page_size in (1, 2, 5, 1000):
+            # the reference: moto's own ListObjectsV2 over fix 1's list_objects
+            monkeypatch.setattr(s3_models.S3Backend, "list_objects_v2", ORIGINAL_LIST_OBJECTS_V2)
+            expected = _v2_pages(s3, bucket, PaginationConfig={"PageSize": page_size}, **query)
+            # When the cached, marker-seeking listing pages through it
+            monkeypatch.setattr(s3_models.S3Backend, "list_objects_v2", moto_patches.list_objects_v2)
+            got = _v2_pages(s3, bucket, PaginationConfig={"PageSize": page_size}, **query)
+            # Then the same entries in the same pages
+            assert got == expected, (query, page_size)
+            assert got[0], query
+
+
+def test_fix3_cached_names_follow_new_and_removed_keys(s3, bucket, patched):
+    s3.put_object(Bucket=bucket, Key="a/1", Body=b".")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["a/1"]
+    # a new name appears at once in every listing
+    s3.put_object(Bucket=bucket, Key="a/0", Body=b".")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["a/0", "a/1"]
+    assert [v["Key"] for v in s3.list_object_versions(Bucket=bucket)["Versions"]] == ["a/0", "a/1"]
+    # a name whose every version is removed goes
+    version = s3.list_object_versions(Bucket=bucket, Prefix="a/0")["Versions"][0]["VersionId"]
+    s3.delete_object(Bucket=bucket, Key="a/0", VersionId=version)
+    assert [v["Key"] for v in s3.list_object_versions(Bucket=bucket)["Versions"]] == ["a/1"]
+    assert [o["Key"] for o in s3.list_objects(Bucket=bucket)["Contents"]] == ["a/1"]

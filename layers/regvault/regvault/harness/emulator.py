@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from .processes import Supervisor, free_port, wait_for_http
@@ -19,7 +20,12 @@ REGION = "us-east-1"
 
 class S3Emulator:
     def __init__(
-        self, supervisor: Supervisor, port: int | None = None, lambda_handlers: str | None = None
+        self,
+        supervisor: Supervisor,
+        port: int | None = None,
+        lambda_handlers: str | None = None,
+        preload: Path | None = None,
+        name: str = "emulator",
     ) -> None:
         self.supervisor = supervisor
         self.port = port or free_port()
@@ -32,13 +38,18 @@ class S3Emulator:
             env.update(self.client_env())
             env.update(POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_SERVICE_NAME="regvault")
             argv += ["--lambda-handlers", lambda_handlers]
-        self.proc = supervisor.start("emulator", argv, env=env)
+        if preload is not None:
+            argv += ["--preload", str(preload)]
+        self.name = name
+        self.proc = supervisor.start(name, argv, env=env)
         wait_for_http(
             f"{self.endpoint_url}/moto-api/",
             lambda status: status == 200,
             self.proc,
             "S3 emulator (moto server)",
-            lambda: supervisor.log_tail("emulator"),
+            lambda: supervisor.log_tail(name),
+            # a preloaded registry of a million versions takes minutes to load
+            timeout=30.0 if preload is None else 1800.0,
         )
 
     def client_env(self) -> dict[str, str]:
@@ -69,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="moto server with regvault's S3 fidelity fixes")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--lambda-handlers", help="a handler module: run Lambda invocations through it")
+    parser.add_argument("--preload", type=Path, help="a generator file (regvault.harness.generator) to load first")
     args = parser.parse_args(argv)
     from moto import server
 
@@ -83,6 +95,11 @@ def main(argv: list[str] | None = None) -> None:
         default_user_config["lambda"] = {"use_docker": False}
         default_user_config["iam"] = {"load_aws_managed_policies": True}
         dispatch_lambda_to(args.lambda_handlers)
+    if args.preload:
+        from .generator import load_preload
+
+        count = load_preload(args.preload)
+        print(f"preloaded {count} object versions from {args.preload}", flush=True)
     server.main(["-H", "127.0.0.1", "-p", str(args.port)])
 
 
