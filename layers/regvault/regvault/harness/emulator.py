@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="moto server with regvault's S3 fidelity fixes")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--lambda-handlers", help="a handler module: run Lambda invocations through it")
-    parser.add_argument("--preload", type=Path, help="a generator file (regvault.harness.generator) to load first")
+    parser.add_argument(
+        "--preload", type=Path, help="a generator file (regvault.harness.generator) to load first"
+    )
     args = parser.parse_args(argv)
     from moto import server
 

@@ -37,7 +37,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..digest import Digest
-from ..layout import BlobData, LayerLink, RegistryLayout, RevisionLink, TagCurrentLink, TagIndexLink, UploadObject
+from ..layout import (
+    BlobData,
+    LayerLink,
+    RegistryLayout,
+    RevisionLink,
+    TagCurrentLink,
+    TagIndexLink,
+    UploadObject,
+)
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -227,7 +235,10 @@ def oci_image(rng: random.Random, layers: list[Blob], arch: str = "amd64", label
                 "architecture": arch,
                 "os": "linux",
                 "config": {"Labels": {"regvault.bench": label, "n": rng.getrandbits(48)}},
-                "rootfs": {"type": "layers", "diff_ids": ["sha256:" + rng.randbytes(32).hex() for _ in layers]},
+                "rootfs": {
+                    "type": "layers",
+                    "diff_ids": ["sha256:" + rng.randbytes(32).hex() for _ in layers],
+                },
             },
             sort_keys=True,
         ).encode()
@@ -292,12 +303,18 @@ def synthetic(
     step = span / pushes_expected
     n_repos = max(2, min(400, int(math.sqrt(pushes_expected) * 1.5)))
     repos = [f"team{i % 17}/svc-{i}" for i in range(n_repos)]
-    bases = [[Blob(rng.randbytes(rng.randint(256, 1024))) for _ in range(rng.randint(1, 3))] for _ in range(6)]
+    bases = [
+        [Blob(rng.randbytes(rng.randint(256, 1024))) for _ in range(rng.randint(1, 3))] for _ in range(6)
+    ]
     pushes = indexes = deletes = collections = 0
     next_gc = start + 7 * 86400
     midpoint = start + span / 2
     while len(sim.ops) < target_versions:
-        repo = repos[min(int(rng.paretovariate(1.2)) - 1, n_repos - 1)] if rng.random() < 0.5 else rng.choice(repos)
+        repo = (
+            repos[min(int(rng.paretovariate(1.2)) - 1, n_repos - 1)]
+            if rng.random() < 0.5
+            else rng.choice(repos)
+        )
         tag = rng.choice(["latest", "stable", f"1.{rng.randint(0, 6)}", f"2.{rng.randint(0, 3)}"])
         base = rng.choice(bases)
         if rng.random() < 0.08:
@@ -402,4 +419,6 @@ def image_from_oci(layout: Path, digest: str) -> Image:
     doc = json.loads(manifest.data)
     if "manifests" in doc:
         return Image(manifest, (), tuple(image_from_oci(layout, c["digest"]) for c in doc["manifests"]))
-    return Image(manifest, tuple([*(blob(x["digest"]) for x in doc["layers"]), blob(doc["config"]["digest"])]))
+    return Image(
+        manifest, tuple([*(blob(x["digest"]) for x in doc["layers"]), blob(doc["config"]["digest"])])
+    )

@@ -35,7 +35,7 @@ _NAMES_LOCK = threading.RLock()
 def sorted_names(store: Any) -> list[str]:
     """The bucket's key names in order, cached until a name is added or removed (fix 3)."""
     with _NAMES_LOCK:
-        names = store.__dict__.get("_regvault_names")
+        names: list[str] | None = store.__dict__.get("_regvault_names")
         if names is None:
             names = sorted(dict.keys(store))
             store.__dict__["_regvault_names"] = names
@@ -73,7 +73,7 @@ def tracked_methods(cls: Any) -> dict[str, Any]:
     def pop_(self: Any, key: str) -> None:
         with _NAMES_LOCK:
             self.__dict__.pop("_regvault_names", None)
-            return pop(self, key)
+            pop(self, key)
 
     def __delitem__(self: Any, key: str) -> None:
         with _NAMES_LOCK:
