@@ -8,13 +8,14 @@ BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install system-deps lint format validate build test test-unit test-integration demo docs clean
+.PHONY: help install system-deps lint format validate build test test-unit test-integration demo docs bench clean
 
 help:
 	@echo "make demo      the main job on the embedded default (S3 emulator + real registry + skopeo)"
 	@echo "make test      lint, template checks and every test (installs what it needs)"
 	@echo "make install   .venv (regvault + dev tools) and .venv-sam (aws-sam-cli)"
 	@echo "make build     sam build (offline: no Docker, no python3.13 needed)"
+	@echo "make bench     benchmarks vs garbage-collect --dry-run and s3-pit-restore -> bench/RESULTS.md"
 
 $(VENV)/.installed: requirements/dev.txt requirements/constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +75,10 @@ test-integration: install system-deps
 
 docs: install system-deps
 	REGVAULT_UPDATE_DOCS=1 $(BIN)/pytest tests/integration/test_demo.py
+
+# Not part of `make test` (a smoke size of it is). BENCH_ARGS="--sizes 1000,10000" for a shorter run.
+bench: $(VENV)/.installed system-deps
+	$(BIN)/python -m regvault.harness.bench --out bench $(BENCH_ARGS)
 
 demo: $(VENV)/.installed system-deps
 	$(BIN)/python -m regvault.harness.demo

@@ -227,3 +227,46 @@ def test_fix3_cached_names_follow_new_and_removed_keys(s3, bucket, patched):
     s3.delete_object(Bucket=bucket, Key="a/0", VersionId=version)
     assert [v["Key"] for v in s3.list_object_versions(Bucket=bucket)["Versions"]] == ["a/1"]
     assert [o["Key"] for o in s3.list_objects(Bucket=bucket)["Contents"]] == ["a/1"]
+
+
+# --- fix 4: ListObjectVersions written directly -------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fix4_page_is_byte_for_byte_what_moto_serializes(s3, bucket, monkeypatch, seed):
+    from moto.s3.responses import S3Response
+
+    # Given keys that need escaping, several versions, delete markers and folders
+    rng = random.Random(seed)
+    names = ["a/b&<1>", 'q"uote', "a/c/d", "z", "a/ü", "dir/x/y"]
+    for _ in range(40):
+        name = rng.choice(names)
+        if rng.random() < 0.3:
+            s3.delete_object(Bucket=bucket, Key=name)
+        else:
+            s3.put_object(Bucket=bucket, Key=name, Body=rng.randbytes(rng.randint(0, 9)))
+    bodies = {}
+    s3.meta.events.register(
+        "after-call.s3.ListObjectVersions",
+        lambda http_response, **_: bodies.__setitem__("last", http_response.content),
+    )
+    queries = [
+        {},
+        {"MaxKeys": 3},
+        {"Delimiter": "/"},
+        {"Prefix": "a/", "Delimiter": "/"},
+        {"KeyMarker": "a/c/d"},
+    ]
+    for query in queries:
+        s3.list_object_versions(Bucket=bucket, **query)
+        expected = bodies["last"]
+        monkeypatch.setattr(
+            S3Response,
+            "list_object_versions",
+            moto_patches.fast_list_object_versions(S3Response.list_object_versions),
+        )
+        s3.list_object_versions(Bucket=bucket, **query)
+        monkeypatch.undo()
+        # Then the same bytes, and botocore reads them
+        assert bodies["last"] == expected, query
+    assert b"<DeleteMarker>" in expected or b"<Version>" in expected
