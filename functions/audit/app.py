@@ -11,7 +11,7 @@ from regvault.audit import AuditRequest, run_audit
 from regvault.aws import Notifier, S3Store, s3_client
 from regvault.lambda_models import AuditEvent, AuditSettings
 from regvault.layout import RegistryLayout
-from regvault.scheduled import publish_report
+from regvault.scheduled import load_manifest_cache, manifest_cache_key, publish_report, save_manifest_cache
 
 logger = Logger()
 tracer = Tracer()
@@ -33,10 +33,15 @@ def clients() -> tuple[S3Store, S3Store, Notifier | None]:
 def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     event = AuditEvent.from_event(raw_event)
     registry, reports, alerts = clients()
-    report = run_audit(
-        registry, RegistryLayout(SETTINGS.root), AuditRequest(deep=event.deep, sample=event.sample)
-    )
+    # manifest versions the previous audit read are not read again (S3 versions never change)
+    cache_key = manifest_cache_key(SETTINGS.bucket, SETTINGS.root)
+    cache = load_manifest_cache(reports, cache_key)
+    if cache.problem:
+        logger.info(cache.problem)
+    request = AuditRequest(deep=event.deep, sample=event.sample, manifest_cache=cache)
+    report = run_audit(registry, RegistryLayout(SETTINGS.root), request)
     result = publish_report(report, reports, alerts)
+    save_manifest_cache(reports, cache_key, cache)
     s = report.summary
     for name, value, unit in (
         ("FindingsError", s["errors"], MetricUnit.Count),
@@ -44,6 +49,7 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
         ("FindingsInfo", s["infos"], MetricUnit.Count),
         ("ObjectVersionsScanned", s["object_versions"], MetricUnit.Count),
         ("S3Requests", s["s3_requests"], MetricUnit.Count),
+        ("ManifestsFromCache", s["manifests_from_cache"], MetricUnit.Count),
         ("AuditDuration", s["duration_s"], MetricUnit.Seconds),
     ):
         metrics.add_metric(name=name, unit=unit, value=value)

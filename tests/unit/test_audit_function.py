@@ -34,8 +34,9 @@ def test_scheduled_audit_writes_reports_emits_metrics_and_alerts_on_errors(deplo
     result = module.handler(sample_event("audit-scheduled.json"), CONTEXT)
     assert result["alerted"] is False and result["summary"]["errors"] == 0
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="reports")["Contents"])
-    assert len(keys) == 6 and keys[0].startswith(f"audits/{bucket}/_/")
+    assert len(keys) == 7 and keys[0].startswith(f"audits/{bucket}/_/")
     assert {k.rsplit("/", 1)[1] for k in keys} >= {"latest.json", "latest.md", "latest.html"}
+    assert f"audits/{bucket}/_/manifest-cache.json.gz" in keys  # what the next run need not read
     assert sqs.receive_message(QueueUrl=queue).get("Messages") is None
 
     # damage: delete the layer; the next run alerts
@@ -54,8 +55,12 @@ def test_scheduled_audit_writes_reports_emits_metrics_and_alerts_on_errors(deplo
     # metrics: findings by severity, versions scanned, S3 requests, duration
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert [m["FindingsError"] for m in emf] == [[0.0], [1.0]]
+    # the second run read its one manifest from the cache the first one left
+    assert [m["ManifestsFromCache"] for m in emf] == [[0.0], [1.0]]
     assert all(
-        {"ObjectVersionsScanned", "S3Requests", "AuditDuration", "FindingsWarning"} <= m.keys() for m in emf
+        {"ObjectVersionsScanned", "S3Requests", "AuditDuration", "FindingsWarning", "ManifestsFromCache"}
+        <= m.keys()
+        for m in emf
     )
 
     # the audit never wrote to the registry bucket: the same data versions as before

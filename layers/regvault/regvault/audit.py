@@ -542,6 +542,7 @@ class AuditRequest:
     grace: timedelta = DEFAULT_GRACE
     workers: int = 8
     page_size: int = 1000
+    manifest_cache: Any = None  # a ManifestCache: manifest versions read by an earlier audit
 
     def __post_init__(self) -> None:
         if not 0.0 < self.sample <= 1.0:
@@ -578,7 +579,7 @@ def run_audit(
             f"(nothing below {layout.prefix!r}): check --root / REGVAULT_ROOT"
         )
     model = RegistryModel(inventory, layout)
-    manifests = ManifestSource(store, model)
+    manifests = ManifestSource(store, model, request.manifest_cache)
     # prefetch in parallel: every live revision, then the children they reference, then history
     live_revisions = {d for r in model.repositories.values() for d, h in r.revisions.items() if is_live(h)}
     manifests.prefetch(live_revisions, request.workers)
@@ -616,6 +617,7 @@ def run_audit(
         "tags": sum(1 for t in tags if not t.deleted),
         "deleted_tags": sum(1 for t in tags if t.deleted),
         "manifests": len({d for d, _ in manifests.cache}),
+        "manifests_from_cache": request.manifest_cache.hits if request.manifest_cache is not None else 0,
         "blobs": sum(1 for h in model.blobs.values() if h.current is not None),
         "object_versions": inventory.object_versions,
         "delete_markers": inventory.delete_markers,

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
@@ -148,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         "not findings (default 2)",
     )
     audit.add_argument("--workers", type=int, default=8, metavar="N", help="parallel S3 reads (default 8)")
+    audit.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=os.environ.get("REGVAULT_CACHE_DIR") or None,
+        help="keep what this audit learned from each manifest version in DIR and skip reading it next "
+        "time (S3 versions never change); env REGVAULT_CACHE_DIR. Without it every manifest is read",
+    )
     _common(audit, suppress=True, formats=("table", "json", "markdown", "html"))
 
     history = sub.add_parser(
@@ -314,17 +322,22 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
     from .audit import AuditRequest, run_audit
     from .report import to_markdown
 
+    store = _store(args)
+    _, root = _settings(args)
+    cache_file = _manifest_cache_file(args.cache_dir, store.bucket, root) if args.cache_dir else None
+    cache = _load_manifest_cache(cache_file) if cache_file else None
     request = AuditRequest(
         deep=args.deep,
         sample=args.sample,
         grace=timedelta(hours=args.grace_hours),
         workers=args.workers,
         page_size=args.page_size,
+        manifest_cache=cache,
     )
-    store = _store(args)
-    _, root = _settings(args)
     with StderrProgress() as progress:
         report = run_audit(store, RegistryLayout(root), request, progress if progress.enabled else None)
+    if cache_file and cache is not None:
+        _save_manifest_cache(cache_file, cache)
     if args.format == "json":
         out.write(json.dumps(report.as_dict(), indent=2) + "\n")
     elif args.format == "markdown":
@@ -336,6 +349,38 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
     else:
         _audit_table(report, out)
     return report.exit_code
+
+
+def _manifest_cache_file(directory: str, bucket: str, root: str) -> Path:
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{bucket}@{root}" if root else bucket)
+    return Path(directory).expanduser() / f"{name}.manifests.json.gz"
+
+
+def _load_manifest_cache(path: Path) -> Any:
+    from .manifest_cache import ManifestCache
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read the manifest cache {path}: {exc.strerror or exc}") from None
+    cache = ManifestCache.loads(data)
+    if cache.problem:
+        print(f"warning: {path}: {cache.problem}", file=sys.stderr)
+    return cache
+
+
+def _save_manifest_cache(path: Path, cache: Any) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(cache.dumps())
+        partial.replace(path)
+    except OSError as exc:
+        print(f"warning: could not write the manifest cache {path}: {exc.strerror or exc}", file=sys.stderr)
 
 
 class StderrProgress:

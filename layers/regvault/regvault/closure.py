@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from .digest import Digest, parse_link_body
 from .errors import InvalidInput, ManifestError, ObjectMissing, ObjectTooLarge
@@ -50,15 +50,21 @@ class ManifestRead:
 class ManifestSource:
     """Reads manifest blobs (any version) once each, with their digest checked."""
 
-    def __init__(self, reader: ObjectReader, model: RegistryModel) -> None:
+    def __init__(self, reader: ObjectReader, model: RegistryModel, known: Any = None) -> None:
         self.reader = reader
         self.model = model
         self.cache: dict[tuple[Digest, str], ManifestRead] = {}
+        self.known = known  # a ManifestCache from an earlier run: versions it knows are not read again
 
     def _read(self, digest: Digest, version: ObjectVersion) -> ManifestRead:
         cached = self.cache.get((digest, version.version_id))
         if cached is not None:
             return cached
+        if self.known is not None:
+            known: ManifestRead | None = self.known.lookup(digest, version)
+            if known is not None:
+                self.cache[(digest, version.version_id)] = known
+                return known
         key = self.model.layout.key(BlobData(digest))
         try:
             body = self.reader.get_bytes(key, version.version_id, max_bytes=MAX_MANIFEST_BYTES)
@@ -75,6 +81,8 @@ class ManifestSource:
             except ManifestError as exc:
                 read = ManifestRead(version.version_id, len(body), ok, None, str(exc))
         self.cache[(digest, version.version_id)] = read
+        if self.known is not None:
+            self.known.remember(digest, version, read)
         return read
 
     def current(self, digest: Digest) -> ManifestRead | None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from .errors import RegvaultError
 from .findings import AuditReport
+from .manifest_cache import ManifestCache
 from .report import to_html, to_markdown
 
 
@@ -65,3 +67,35 @@ def publish_report(report: AuditReport, sink: ReportSink, alerts: Alerts | None)
         "alerted": alerted,
         "summary": s,
     }
+
+
+# --- the manifest cache between scheduled audits ----------------------------------------------------
+
+
+class CacheStore(Protocol):
+    def get_bytes(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes: ...
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None: ...
+
+
+MAX_CACHE_BYTES = 256 * 1024 * 1024
+
+
+def manifest_cache_key(bucket: str, root: str) -> str:
+    return f"{reports_prefix(bucket, root)}manifest-cache.json.gz"
+
+
+def load_manifest_cache(store: CacheStore, key: str) -> ManifestCache:
+    """The cache the last audit left; empty (every manifest read) when there is none or it is unreadable.
+    Without s3:ListBucket on the reports bucket a missing key reads as AccessDenied: also "none"."""
+    try:
+        data = store.get_bytes(key, max_bytes=MAX_CACHE_BYTES)
+    except RegvaultError as exc:
+        cache = ManifestCache()
+        cache.problem = f"no manifest cache read ({type(exc).__name__}): every manifest is read"
+        return cache
+    return ManifestCache.loads(data)
+
+
+def save_manifest_cache(store: CacheStore, key: str, cache: ManifestCache) -> None:
+    store.put_bytes(key, cache.dumps(), "application/gzip")

@@ -239,13 +239,19 @@ class Bench:
             log = EmulatorLog(supervisor.workdir / "emulator.log")
             config = self.gc_config(supervisor, emulator, f"gc-{size}")
             env = self.env_for(emulator.endpoint_url)
-            audit = _regvault(["audit", "--format", "json"], env, self.workdir)
+            cache_dir = self.workdir / f"cache-{size}"
+            audit_argv = ["audit", "--format", "json", "--cache-dir", str(cache_dir)]
+            audit = _regvault(audit_argv, env, self.workdir)  # cold: no cache yet, it is written
+            warm = _regvault(audit_argv, env, self.workdir)  # the next (e.g. daily) audit
             summary = json.loads(audit.stdout)["summary"]
+            if json.loads(warm.stdout)["summary"]["errors"] != summary["errors"]:
+                raise RuntimeError("the audit with the manifest cache found something else than without")
             versions = int(summary["object_versions"])
             manifests = int(summary["manifests"])
             self.log(
                 f"  regvault audit: {audit.wall_s:.1f}s, {audit.total_requests} requests, "
-                f"{audit.peak_rss_mb:.0f} MB"
+                f"{audit.peak_rss_mb:.0f} MB; with the manifest cache {warm.wall_s:.1f}s, "
+                f"{warm.total_requests} requests"
             )
             gc: Run | None = None
             if size <= self.args.gc_max_versions:
@@ -263,6 +269,7 @@ class Bench:
                     f"{self.args.gc_max_versions:,}): extrapolate from the requests per version below."
                 )
             self._audit_rows("audit_vs_gc", size, audit, gc, versions, manifests)
+            self._audit_rows("audit_warm_vs_gc", size, warm, gc, versions, manifests)
             lower = math.ceil(versions / 1000) + manifests
             self.results.add(
                 "audit_requests_vs_lower_bound",
@@ -279,7 +286,7 @@ class Bench:
                 + audit.requests.get("HeadBucket", 0),
             )
             if size <= self.args.latency_max_versions and self.args.latency_ms > 0:
-                self._with_latency(size, emulator, supervisor, versions, manifests)
+                self._with_latency(size, emulator, supervisor, versions, manifests, cache_dir)
 
     def _audit_rows(
         self, benchmark: str, size: int, audit: Run, gc: Run | None, versions: int, manifests: int
@@ -300,14 +307,21 @@ class Bench:
         )  # fmt: skip
 
     def _with_latency(
-        self, size: int, emulator: S3Emulator, supervisor: Supervisor, versions: int, manifests: int
+        self,
+        size: int,
+        emulator: S3Emulator,
+        supervisor: Supervisor,
+        versions: int,
+        manifests: int,
+        cache_dir: Path,
     ) -> None:
         delay = self.args.latency_ms / 1000
         proxy = LatencyProxy(emulator.endpoint_url, delay)
         try:
             config = self.gc_config(supervisor, proxy, f"gc-proxy-{size}")
-            proxy.take_counts()
-            audit = _regvault(["audit", "--format", "json"], self.env_for(proxy.endpoint_url), self.workdir)
+            env = self.env_for(proxy.endpoint_url)
+            audit = _regvault(["audit", "--format", "json"], env, self.workdir)
+            warm = _regvault(["audit", "--format", "json", "--cache-dir", str(cache_dir)], env, self.workdir)
             proxy.take_counts()
             gc = measure(
                 [registry_binary(), "garbage-collect", "--dry-run", str(config)], RegistryServer.env()
@@ -316,7 +330,9 @@ class Bench:
             self.log(
                 f"  with {self.args.latency_ms:g} ms/request: audit {audit.wall_s:.1f}s, gc {gc.wall_s:.1f}s"
             )
-            self._audit_rows(f"audit_vs_gc_{self.args.latency_ms:g}ms", size, audit, gc, versions, manifests)
+            suffix = f"{self.args.latency_ms:g}ms"
+            self._audit_rows(f"audit_vs_gc_{suffix}", size, audit, gc, versions, manifests)
+            self._audit_rows(f"audit_warm_vs_gc_{suffix}", size, warm, gc, versions, manifests)
         finally:
             proxy.close()
 

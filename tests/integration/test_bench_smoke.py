@@ -1,0 +1,65 @@
+"""`make bench` at a smoke size: every benchmark runs end to end and writes consistent figures."""
+
+import json
+import math
+
+from regvault.harness import bench
+
+METRICS = {"wall_s", "s3_requests", "peak_rss_mb", "throughput_mib_s", "cpu_us_per_version"}
+
+
+def test_bench_smoke_writes_consistent_results(tmp_path):
+    # When the whole benchmark runs at its smoke size
+    assert bench.main(["--smoke", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())
+    # Then one row per figure, in the documented shape
+    names = {r["benchmark"] for r in rows}
+    assert {
+        "audit_vs_gc",
+        "audit_vs_gc_2ms",
+        "audit_warm_vs_gc",
+        "audit_warm_vs_gc_2ms",
+        "audit_requests_vs_lower_bound",
+        "restore_vs_pit_tag",
+        "restore_vs_pit_repository",
+        "restore_vs_pit_tag_2ms",
+        "deep_vs_hashlib",
+        "deep_vs_raw_client",
+    } <= names
+    for r in rows:
+        assert {"benchmark", "metric", "size", "regvault", "peer", "ratio"} <= set(r)
+        assert r["metric"] in METRICS
+        assert r["regvault"] > 0 and r["size"] > 0
+        if r["peer"] is not None:
+            expected = (
+                r["regvault"] / r["peer"] if r["metric"] == "throughput_mib_s" else r["peer"] / r["regvault"]
+            )
+            assert math.isclose(r["ratio"], expected, rel_tol=0.01)
+    by = {(r["benchmark"], r["metric"]): r for r in rows}
+    audit = by[("audit_vs_gc", "s3_requests")]
+    versions = by[("audit_vs_gc", "wall_s")]["versions"]
+    manifests = by[("audit_vs_gc", "wall_s")]["manifests"]
+    # regvault's requests by API: one listing page per 1,000 versions, one GET per manifest
+    assert audit["regvault_by_api"]["ListObjectVersions"] == math.ceil(versions / 1000)
+    assert audit["regvault_by_api"]["GetObject"] == manifests
+    assert audit["regvault"] == sum(audit["regvault_by_api"].values())
+    # the peers really ran: GC listed and read, s3-pit-restore listed versions and copied
+    assert (
+        audit["peer"] == sum(audit["peer_by_api"].values()) and audit["peer_by_api"]["GetObject"] >= manifests
+    )
+    pit = by[("restore_vs_pit_tag", "s3_requests")]
+    assert pit["peer_by_api"].get("ListObjectVersions", 0) >= 1
+    assert pit["regvault_by_api"]["CopyObject"] >= 1  # the restore moved the tag back
+    # the next audit, with the manifest cache the first one wrote, reads no manifest again
+    warm = by[("audit_warm_vs_gc", "s3_requests")]
+    assert "GetObject" not in warm["regvault_by_api"]
+    assert warm["regvault"] == audit["regvault"] - manifests
+    # the proxy saw the same requests the emulator saw (its counts are the peer's through it)
+    assert by[("audit_vs_gc_2ms", "s3_requests")]["peer"] >= audit["peer"] * 0.9
+    assert 10 < by[("audit_vs_gc", "peak_rss_mb")]["regvault"] < 1000
+    # RESULTS.md names the machine, the command, the goals; the plot is a PNG
+    text = (tmp_path / "RESULTS.md").read_text()
+    for heading in ("## Machine", "## Goals", "## Generated registries", "python -m regvault.harness.bench"):
+        assert heading in text
+    png = (tmp_path / "bench.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
