@@ -109,3 +109,56 @@ def test_inventory_holds_no_object_bodies(s3, bucket):
     v = inv.get("docker/registry/v2/blobs/x").versions[0]
     assert v.size == 100_000
     assert all(not isinstance(getattr(v, f), bytes | bytearray) for f in v.__slots__)
+
+
+def test_upload_scratch_is_folded_into_one_summary_per_upload(s3, bucket):
+    from regvault.audit import AuditRequest, run_audit
+    from regvault.layout import UploadObject
+    from regvault.model import RegistryModel
+
+    from .builders import push_image
+
+    w = RegistryWriter(s3, bucket)
+    push_image(w, "team/app", "1", "a")
+    # a finished upload (every key delete-marked) and an abandoned one (keys still live)
+    for upload, finished in (("done-1", True), ("open-2", False)):
+        for path in ("startedat", "data", "hashstates/sha256/0"):
+            w.put(UploadObject("team/app", upload, path), b"x")
+            w.put(UploadObject("team/app", upload, path), b"y")
+            if finished:
+                w.delete(UploadObject("team/app", upload, path))
+    store = S3Store(bucket, s3)
+    layout = RegistryLayout("")
+    full = walk(store, layout.prefix)
+    folded = walk(store, layout.prefix, scratch=layout.upload_group)
+    # the same versions counted, no upload key held in full, one summary per upload
+    assert (folded.object_versions, folded.delete_markers) == (full.object_versions, full.delete_markers)
+    assert not any("/_uploads/" in key for key in folded.keys)
+    assert set(folded.scratch) == {("team/app", "done-1"), ("team/app", "open-2")}
+    assert folded.scratch[("team/app", "done-1")].newest_live is None
+    assert folded.scratch[("team/app", "open-2")].keys == 3
+    assert folded.scratch[("team/app", "open-2")].newest_live == max(
+        h.current.last_modified for h in full if "open-2" in h.key
+    )
+    # the model and the audit see the same uploads either way
+    assert set(RegistryModel(folded, layout).repositories["team/app"].upload_summaries) == {
+        "done-1",
+        "open-2",
+    }
+    assert set(RegistryModel(full, layout).repositories["team/app"].uploads) == {"done-1", "open-2"}
+    report = run_audit(store, layout, AuditRequest(grace=timedelta(0)))
+    stale = [f.key for f in report.findings if f.code == "STALE_UPLOAD"]
+    assert stale == [layout.prefix + "repositories/team/app/_uploads/open-2/"]
+
+
+def test_folded_shards_merge(s3, bucket):
+    from regvault.layout import UploadObject
+
+    w = RegistryWriter(s3, bucket)
+    for repo in ("a", "b"):
+        w.put(UploadObject(repo, "u1", "startedat"), b"x")
+    store = S3Store(bucket, s3)
+    layout = RegistryLayout("")
+    prefixes = [layout.repository_prefix("a"), layout.repository_prefix("b")]
+    merged = walk_shards(store, prefixes, scratch=layout.upload_group)
+    assert set(merged.scratch) == {("a", "u1"), ("b", "u1")} and len(merged) == 2

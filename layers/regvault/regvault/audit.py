@@ -315,9 +315,12 @@ class Rules:
                     recoverable=True,
                 )
         for repo in self.model.repositories.values():
+            newest: dict[str, datetime | None] = {u: s.newest_live for u, s in repo.upload_summaries.items()}
             for upload_id, histories in repo.uploads.items():
-                live = [h for h in histories if h.current is not None]
-                if live and max(h.current.last_modified for h in live if h.current) < cutoff:
+                times = [h.current.last_modified for h in histories if h.current is not None]
+                newest[upload_id] = max(times) if times else None
+            for upload_id, newest_live in sorted(newest.items()):
+                if newest_live is not None and newest_live < cutoff:
                     self.add(
                         "STALE_UPLOAD",
                         f"upload {upload_id} in {repo.name} untouched since before the grace window",
@@ -568,6 +571,7 @@ def run_audit(
     inventory = walk(
         store,
         layout.prefix,
+        scratch=layout.upload_group,
         page_size=request.page_size,
         progress=(lambda pages, versions: progress("listing object versions", versions, 0))
         if progress

@@ -177,7 +177,7 @@ def list_registry(
         prefix = layout.repository_prefix(repository)
     else:
         prefix = layout.repositories_prefix
-    inventory = walk(store, prefix, page_size=page_size, progress=progress)
+    inventory = walk(store, prefix, page_size=page_size, progress=progress, scratch=layout.upload_group)
     if not len(inventory):
         raise NoRegistryFound(_no_registry_message(store, layout, repository))
     return build_listing(store, inventory, layout, repository=repository)

@@ -80,17 +80,56 @@ class VersionLister(Protocol):
     def list_versions(self, prefix: str, page_size: int = ...) -> Iterator[list[VersionRecord]]: ...
 
 
-class Inventory:
-    """Keys below a prefix with their version histories."""
+@dataclass(slots=True)
+class ScratchSummary:
+    """What is kept of a group of scratch keys (one registry upload): how many keys, and when the
+    newest still-live key was written (None: every key is delete-marked, as after a finished push)."""
 
-    def __init__(self, prefix: str = "") -> None:
+    keys: int = 0
+    newest_live: datetime | None = None
+
+
+# Maps a key to its scratch group (e.g. (repository, upload id)) or None for a key to keep in full.
+ScratchGrouper = Callable[[str], tuple[str, str] | None]
+
+
+class Inventory:
+    """Keys below a prefix with their version histories.
+
+    Keys a ``scratch`` grouper claims (the registry's upload scratch: three quarters of a registry's
+    versions, none of which an audit or a restore reads) are folded into one ``ScratchSummary`` per
+    group instead of a full history: memory then grows with images, not with uploads.
+    """
+
+    def __init__(self, prefix: str = "", scratch: ScratchGrouper | None = None) -> None:
         self.prefix = prefix
         self.keys: dict[str, KeyHistory] = {}
+        self.scratch_grouper = scratch
+        self.scratch: dict[tuple[str, str], ScratchSummary] = {}
         self.object_versions = 0
         self.delete_markers = 0
         self.pages = 0
 
+    def _add_scratch(self, group: tuple[str, str], record: VersionRecord) -> None:
+        summary = self.scratch.get(group)
+        if summary is None:
+            summary = self.scratch[group] = ScratchSummary()
+        if record.is_latest:  # one latest record per key
+            summary.keys += 1
+            if not record.is_delete_marker and (
+                summary.newest_live is None or record.last_modified > summary.newest_live
+            ):
+                summary.newest_live = record.last_modified
+
     def add(self, record: VersionRecord) -> None:
+        if self.scratch_grouper is not None:
+            group = self.scratch_grouper(record.key)
+            if group is not None:
+                self._add_scratch(group, record)
+                self.object_versions += 1
+                if record.is_delete_marker:
+                    self.delete_markers += 1
+                return
         history = self.keys.get(record.key)
         if history is None:
             history = self.keys[record.key] = KeyHistory(record.key)
@@ -124,6 +163,13 @@ class Inventory:
         if overlap:
             raise ValueError(f"shards overlap on {len(overlap)} keys, e.g. {next(iter(overlap))!r}")
         self.keys.update(other.keys)
+        for group, summary in other.scratch.items():
+            mine = self.scratch.setdefault(group, ScratchSummary())
+            mine.keys += summary.keys
+            if summary.newest_live is not None and (
+                mine.newest_live is None or summary.newest_live > mine.newest_live
+            ):
+                mine.newest_live = summary.newest_live
         self.object_versions += other.object_versions
         self.delete_markers += other.delete_markers
         self.pages += other.pages
@@ -136,7 +182,8 @@ class Inventory:
         return iter(self.keys.values())
 
     def __len__(self) -> int:
-        return len(self.keys)
+        """Keys held in full, plus folded scratch groups."""
+        return len(self.keys) + len(self.scratch)
 
     @property
     def live_keys(self) -> int:
@@ -152,9 +199,10 @@ def walk(
     *,
     page_size: int = 1000,
     progress: Progress | None = None,
+    scratch: ScratchGrouper | None = None,
 ) -> Inventory:
     """Walk every version below ``prefix`` with paginated ListObjectVersions calls."""
-    inventory = Inventory(prefix)
+    inventory = Inventory(prefix, scratch)
     for page in lister.list_versions(prefix, page_size=page_size):
         inventory.add_page(page)
         if progress is not None:
@@ -169,12 +217,14 @@ def walk_shards(
     workers: int = 4,
     page_size: int = 1000,
     progress: Progress | None = None,
+    scratch: ScratchGrouper | None = None,
 ) -> Inventory:
     """Walk disjoint prefixes in parallel and merge them into one inventory."""
-    merged = Inventory(prefixes[0] if len(prefixes) == 1 else "")
+    merged = Inventory(prefixes[0] if len(prefixes) == 1 else "", scratch)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [
-            pool.submit(walk, lister, prefix, page_size=page_size, progress=progress) for prefix in prefixes
+            pool.submit(walk, lister, prefix, page_size=page_size, progress=progress, scratch=scratch)
+            for prefix in prefixes
         ]
         for future in futures:
             merged.merge(future.result())

@@ -147,6 +147,16 @@ class RegistryLayout:
     def relative(self, key: str) -> str | None:
         return key[len(self.prefix) :] if key.startswith(self.prefix) else None
 
+    def upload_group(self, key: str) -> tuple[str, str] | None:
+        """(repository, upload id) for a well-formed upload scratch key, else None (an inventory
+        folds these keys into one summary per upload)."""
+        if "/_uploads/" not in key:
+            return None
+        entity = self.parse(key)
+        if isinstance(entity, UploadObject):
+            return entity.repository, entity.upload_id
+        return None
+
     def parse(self, key: str) -> Entity:
         rel = self.relative(key)
         if rel is None:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .digest import Digest
-from .inventory import Inventory, KeyHistory, ObjectVersion
+from .inventory import Inventory, KeyHistory, ObjectVersion, ScratchSummary
 from .layout import (
     BlobData,
     LayerLink,
@@ -47,6 +47,7 @@ class RepositoryKeys:
     revisions: dict[Digest, KeyHistory] = field(default_factory=dict)
     tags: dict[str, TagKeys] = field(default_factory=dict)
     uploads: dict[str, list[KeyHistory]] = field(default_factory=dict)
+    upload_summaries: dict[str, ScratchSummary] = field(default_factory=dict)  # folded by the inventory
 
     def tag(self, name: str) -> TagKeys:
         keys = self.tags.get(name)
@@ -78,12 +79,18 @@ class RegistryModel:
         self.unknown: list[UnknownEntry] = []
         for history in inventory:
             self._index(history)
+        self._index_scratch(inventory)
 
     def absorb(self, part: Inventory) -> None:
         """Add a disjoint part of the bucket (e.g. blob keys listed one by one) to the model."""
         self.inventory.merge(part)
         for history in part:
             self._index(history)
+        self._index_scratch(part)
+
+    def _index_scratch(self, inventory: Inventory) -> None:
+        for (repository, upload_id), summary in inventory.scratch.items():
+            self._repo(repository).upload_summaries[upload_id] = summary
 
     def _repo(self, name: str) -> RepositoryKeys:
         repo = self.repositories.get(name)

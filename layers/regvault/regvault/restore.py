@@ -73,7 +73,7 @@ class ScopedModel:
     def __init__(self, store: Any, layout: RegistryLayout, repository: str, workers: int = 16) -> None:
         self.store = store
         self.workers = workers
-        inventory = walk(store, layout.repository_prefix(repository))
+        inventory = walk(store, layout.repository_prefix(repository), scratch=layout.upload_group)
         # keep only this repository's keys (the prefix also covers team/app/sub)
         self.model = RegistryModel(inventory, layout)
         if repository not in self.model.repositories:
