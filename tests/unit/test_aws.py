@@ -63,3 +63,37 @@ def test_versions_pages_parse_exactly_like_botocore(s3, bucket, monkeypatch):
             b"<Surprise/></ListVersionsResult>",
             aws.parse_timestamp,
         )
+
+
+def test_error_sniffing_is_skipped_only_for_complete_listing_pages():
+    from regvault.aws import listing_or_error_check
+
+    calls = []
+    check = listing_or_error_check(lambda model, response, **_: calls.append(response["body"]))
+
+    class Op:
+        def __init__(self, name):
+            self.name = name
+
+    page = b'<?xml version="1.0"?><ListVersionsResult xmlns="x"><Name>b</Name></ListVersionsResult>\n'
+    check(Op("ListObjectVersions"), {"status_code": 200, "body": page})
+    assert calls == []
+    # an error document, a page cut short, another operation: botocore's check runs
+    for op, body in (
+        ("ListObjectVersions", b"<Error><Code>InternalError</Code></Error>"),
+        ("ListObjectVersions", page[:-30]),
+        ("CopyObject", b"<CopyObjectResult></CopyObjectResult>"),
+    ):
+        check(Op(op), {"status_code": 200, "body": body})
+    assert len(calls) == 3
+
+
+def test_s3_client_still_lists_and_retries_through_botocore(s3, bucket):
+    from regvault.aws import s3_client
+
+    client = s3_client(region="us-east-1")
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    assert [v["Key"] for v in client.list_object_versions(Bucket=bucket)["Versions"]] == ["k"]
+    handlers = client.meta.events._emitter._lookup_cache["before-parse.s3.ListObjectVersions"]
+    names = [getattr(h, "__name__", "") for h in handlers]
+    assert "check" in names and "_handle_200_error" not in names

@@ -134,17 +134,14 @@ def test_upload_scratch_is_folded_into_one_summary_per_upload(s3, bucket):
     # the same versions counted, no upload key held in full, one summary per upload
     assert (folded.object_versions, folded.delete_markers) == (full.object_versions, full.delete_markers)
     assert not any("/_uploads/" in key for key in folded.keys)
-    assert set(folded.scratch) == {("team/app", "done-1"), ("team/app", "open-2")}
-    assert folded.scratch[("team/app", "done-1")].newest_live is None
+    assert set(folded.scratch) == {("team/app", "open-2")}  # the finished upload keeps nothing
+    assert folded.scratch_keys == 6 and len(folded) == len(full)
     assert folded.scratch[("team/app", "open-2")].keys == 3
     assert folded.scratch[("team/app", "open-2")].newest_live == max(
         h.current.last_modified for h in full if "open-2" in h.key
     )
     # the model and the audit see the same uploads either way
-    assert set(RegistryModel(folded, layout).repositories["team/app"].upload_summaries) == {
-        "done-1",
-        "open-2",
-    }
+    assert set(RegistryModel(folded, layout).repositories["team/app"].upload_summaries) == {"open-2"}
     assert set(RegistryModel(full, layout).repositories["team/app"].uploads) == {"done-1", "open-2"}
     report = run_audit(store, layout, AuditRequest(grace=timedelta(0)))
     stale = [f.key for f in report.findings if f.code == "STALE_UPLOAD"]

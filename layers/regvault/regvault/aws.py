@@ -254,7 +254,39 @@ def s3_client(
         read_timeout=30,
         s3={"addressing_style": "path"} if endpoint_url else None,
     )
-    return session.client("s3", endpoint_url=endpoint_url, config=config)
+    client = session.client("s3", endpoint_url=endpoint_url, config=config)
+    _skip_error_sniffing_for_complete_listings(client)
+    return client
+
+
+def listing_or_error_check(handler: Any) -> Any:
+    """botocore parses every 200 S3 body once more only to see whether it is an <Error> (then it
+    retries): a second full XML parse of each listing page. A complete ListVersionsResult document is
+    not an error; anything else still goes through botocore's check."""
+
+    def check(operation_model: Any, response_dict: Any, **kwargs: Any) -> Any:
+        body = response_dict.get("body") if response_dict else None
+        if (
+            getattr(operation_model, "name", None) == "ListObjectVersions"
+            and response_dict.get("status_code") == 200
+            and isinstance(body, bytes)
+            and body.rstrip().endswith(b"</ListVersionsResult>")
+            and b"<ListVersionsResult" in body[:512]
+        ):
+            return None
+        return handler(operation_model, response_dict, **kwargs)
+
+    return check
+
+
+def _skip_error_sniffing_for_complete_listings(client: Any) -> None:
+    from botocore import handlers
+
+    original = getattr(handlers, "_handle_200_error", None)
+    if original is None:  # a botocore without it: nothing to skip
+        return
+    client.meta.events.unregister("before-parse.s3.*", original)
+    client.meta.events.register_first("before-parse.s3.*", listing_or_error_check(original))
 
 
 class S3Store:

@@ -82,8 +82,8 @@ class VersionLister(Protocol):
 
 @dataclass(slots=True)
 class ScratchSummary:
-    """What is kept of a group of scratch keys (one registry upload): how many keys, and when the
-    newest still-live key was written (None: every key is delete-marked, as after a finished push)."""
+    """What is kept of a group of scratch keys (one registry upload) that still has live keys: how
+    many, and when the newest of them was written. Finished uploads (all delete-marked) keep nothing."""
 
     keys: int = 0
     newest_live: datetime | None = None
@@ -105,25 +105,38 @@ class Inventory:
         self.prefix = prefix
         self.keys: dict[str, KeyHistory] = {}
         self.scratch_grouper = scratch
+        # only groups with a live key are kept: a finished upload (all delete-marked) needs nothing
         self.scratch: dict[tuple[str, str], ScratchSummary] = {}
+        self.scratch_keys = 0
+        self._last_key: tuple[str, tuple[str, str] | None] = ("", None)
         self.object_versions = 0
         self.delete_markers = 0
         self.pages = 0
 
     def _add_scratch(self, group: tuple[str, str], record: VersionRecord) -> None:
+        if not record.is_latest:  # one latest record per key: it says whether the key is live
+            return
+        self.scratch_keys += 1
+        if record.is_delete_marker:
+            return
         summary = self.scratch.get(group)
         if summary is None:
             summary = self.scratch[group] = ScratchSummary()
-        if record.is_latest:  # one latest record per key
-            summary.keys += 1
-            if not record.is_delete_marker and (
-                summary.newest_live is None or record.last_modified > summary.newest_live
-            ):
-                summary.newest_live = record.last_modified
+        summary.keys += 1
+        if summary.newest_live is None or record.last_modified > summary.newest_live:
+            summary.newest_live = record.last_modified
+
+    def _group(self, key: str) -> tuple[str, str] | None:
+        last_key, last_group = self._last_key  # a key's versions come one after another
+        if key != last_key:
+            assert self.scratch_grouper is not None
+            last_group = self.scratch_grouper(key)
+            self._last_key = (key, last_group)
+        return last_group
 
     def add(self, record: VersionRecord) -> None:
         if self.scratch_grouper is not None:
-            group = self.scratch_grouper(record.key)
+            group = self._group(record.key)
             if group is not None:
                 self._add_scratch(group, record)
                 self.object_versions += 1
@@ -163,6 +176,7 @@ class Inventory:
         if overlap:
             raise ValueError(f"shards overlap on {len(overlap)} keys, e.g. {next(iter(overlap))!r}")
         self.keys.update(other.keys)
+        self.scratch_keys += other.scratch_keys
         for group, summary in other.scratch.items():
             mine = self.scratch.setdefault(group, ScratchSummary())
             mine.keys += summary.keys
@@ -182,8 +196,8 @@ class Inventory:
         return iter(self.keys.values())
 
     def __len__(self) -> int:
-        """Keys held in full, plus folded scratch groups."""
-        return len(self.keys) + len(self.scratch)
+        """Keys held in full, plus folded scratch keys."""
+        return len(self.keys) + self.scratch_keys
 
     @property
     def live_keys(self) -> int:

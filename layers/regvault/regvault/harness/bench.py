@@ -524,8 +524,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="1000,10000,100000,1000000", help="object versions per registry")
     parser.add_argument("--gc-max-versions", type=int, default=1000000, help="largest size GC runs at")
     parser.add_argument("--latency-ms", type=float, default=20.0, help="delay per request through the proxy")
-    parser.add_argument("--latency-max-versions", type=int, default=100000, help="largest size run through it")
-    parser.add_argument("--restore-sizes", default="10000,100000", help="sizes the restore comparison runs at")
+    parser.add_argument(
+        "--latency-max-versions", type=int, default=100000, help="largest size run through it"
+    )
+    parser.add_argument(
+        "--restore-sizes", default="10000,100000", help="sizes the restore comparison runs at"
+    )
     parser.add_argument("--deep-blobs", type=int, default=16)
     parser.add_argument("--deep-blob-mib", type=int, default=16)
     parser.add_argument("--workers", type=int, default=8)

@@ -184,7 +184,7 @@ def list_object_versions(
     bucket = self.get_bucket(bucket_name)
     prefix = prefix or ""
     store = bucket.keys
-    names = [name for name in _prefix_range(sorted_names(store), prefix)]  # fix 3
+    names = sorted_names(store)  # fix 3: the bucket's cached names, bounded by the prefix below
     versions: list[Any] = []
     delete_markers: list[Any] = []
     common_prefixes: list[str] = []
@@ -194,13 +194,15 @@ def list_object_versions(
     last_name: str | None = None
     last_version: str | None = None
 
-    start = 0
+    start = bisect.bisect_left(names, prefix)
     if key_marker:
-        start = bisect.bisect_left(names, key_marker)
+        start = max(start, bisect.bisect_left(names, key_marker))
     i = start
     truncated = False
     while i < len(names):
         name = names[i]
+        if not name.startswith(prefix):
+            break
         if delimiter:
             cut = name.find(delimiter, len(prefix))
             if cut >= 0:
