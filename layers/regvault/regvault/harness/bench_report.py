@@ -288,9 +288,33 @@ def render(
         "  bytes in",
         "  memory, one blob after another, in the benchmark's own process.",
     ]
+    lines += ["", READING.strip()]
     if results.notes:
         lines += ["", "## Notes", "", *[f"- {n}" for n in results.notes]]
     (out / "RESULTS.md").write_text("\n".join(lines) + "\n")
+
+
+READING = """
+## Reading the figures
+
+- **First audit vs next audit.** The first audit reads every manifest version it may need: live ones,
+  and every earlier one (a tag's history, what S3 can still restore). `garbage-collect` reads live
+  manifests only, and a registry that runs `--delete-untagged` weekly has few of those: so the first
+  audit's request ratio shrinks as history grows. Manifest versions never change, so the next audit
+  (the scheduled one, or the CLI with `--cache-dir`) reads only the manifest versions it has not seen:
+  one list request per 1,000 versions + new manifests + 6 bucket reads, with the same findings.
+- **Emulator vs S3.** In the emulator every request costs about a millisecond and a 1,000-version
+  listing page costs the emulator far more than a small GET, and the audit lists every version while
+  GC lists live keys only: at the largest sizes the emulator's own listing cost sets the audit's wall
+  time. Through the 20 ms proxy — close to what a small S3 request costs — the audit's parallel reads
+  and 1,000-version pages win by the ratios shown; GC sends its requests one at a time.
+- **CPU per object version** is each tool's own process (the emulator excluded): regvault is Python
+  with botocore (request signing, response parsing), garbage-collect is Go.
+- **Memory** grows with the versions regvault keeps (every version of links, blobs and manifests, with
+  its id, time, size and ETag, to answer what can be restored) and with the parsed manifests; upload
+  scratch, three quarters of the versions, is counted but folded away. Going further means auditing
+  repository by repository from a sharded walk, keeping across shards only the set of referenced blobs.
+"""
 
 
 def _api(counts: dict[str, int]) -> str:
