@@ -59,7 +59,14 @@ def test_bench_smoke_writes_consistent_results(tmp_path):
     assert 10 < by[("audit_vs_gc", "peak_rss_mb")]["regvault"] < 1000
     # RESULTS.md names the machine, the command, the goals; the plot is a PNG
     text = (tmp_path / "RESULTS.md").read_text()
-    for heading in ("## Machine", "## Goals", "## Generated registries", "python -m regvault.harness.bench"):
+    for heading in (
+        "## Machine",
+        "## Goals",
+        "## Generated registries",
+        "## Deep verify from the emulator",
+        "## Reading the figures",
+        "python -m regvault.harness.bench",
+    ):
         assert heading in text
     png = (tmp_path / "bench.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
