@@ -25,6 +25,18 @@ class RegistryWriter:
         self.s3.delete_object(Bucket=self.bucket, Key=self.layout.key(entity))
 
 
+def random_history(
+    s3: Any, bucket: str, names: list[str], writes: int, rng: Any, deletes: float = 0.3
+) -> None:
+    """``writes`` random puts (random bodies) and deletes (a ``deletes`` share) over ``names``."""
+    for _ in range(writes):
+        name = rng.choice(names)
+        if rng.random() < deletes:
+            s3.delete_object(Bucket=bucket, Key=name)
+        else:
+            s3.put_object(Bucket=bucket, Key=name, Body=rng.randbytes(rng.randint(0, 20)))
+
+
 def oci_manifest(config: Digest, layers: list[Digest], sizes: dict[Digest, int] | None = None) -> bytes:
     import json
 

@@ -24,14 +24,11 @@ def test_versions_pages_parse_exactly_like_botocore(s3, bucket, monkeypatch):
 
     from regvault import aws
 
+    from .builders import random_history
+
     rng = random.Random(4)
     names = ["a/b&<1>", "plain", "a/c d", "ü/ß", "dir/x/y", "dir/z", "sp ace/+plus"]
-    for _ in range(60):
-        name = rng.choice(names)
-        if rng.random() < 0.3:
-            s3.delete_object(Bucket=bucket, Key=name)
-        else:
-            s3.put_object(Bucket=bucket, Key=name, Body=rng.randbytes(rng.randint(0, 20)))
+    random_history(s3, bucket, names, 60, rng)
     fast_pages = []
     real = aws.parse_versions_page
     monkeypatch.setattr(aws, "parse_versions_page", lambda *a: fast_pages.append(1) or real(*a))

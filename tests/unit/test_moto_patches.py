@@ -8,6 +8,8 @@ from moto.s3 import models as s3_models
 
 from regvault.harness import moto_patches
 
+from .builders import random_history
+
 ORIGINAL_LIST_OBJECTS = s3_models.S3Backend.list_objects
 ORIGINAL_LIST_VERSIONS = s3_models.S3Backend.list_object_versions
 ORIGINAL_LIST_OBJECTS_V2 = s3_models.S3Backend.list_objects_v2
@@ -73,12 +75,7 @@ def test_fix1_delimiter_listing_hides_all_delete_marked_folders(s3, bucket, patc
 def _random_history(s3, bucket, seed):
     rng = random.Random(seed)
     names = [f"k/{c}{i}" for c in "abc" for i in range(rng.randint(1, 4))]
-    for _ in range(60):
-        name = rng.choice(names)
-        if rng.random() < 0.25:
-            s3.delete_object(Bucket=bucket, Key=name)
-        else:
-            s3.put_object(Bucket=bucket, Key=name, Body=rng.randbytes(rng.randint(0, 50)))
+    random_history(s3, bucket, names, 60, rng, deletes=0.25)
 
 
 def _all_versions(s3, bucket, page_size, prefix=""):
@@ -168,12 +165,7 @@ def _nested_history(s3, bucket, seed):
         for b in ("_layers", "_m", "t.1")
         for c in ("1", "2", "3/link")
     ] + ["r/top", "r/x", "s/other"]
-    for _ in range(120):
-        name = rng.choice(names)
-        if rng.random() < 0.3:
-            s3.delete_object(Bucket=bucket, Key=name)
-        else:
-            s3.put_object(Bucket=bucket, Key=name, Body=b".")
+    random_history(s3, bucket, names, 120, rng)
 
 
 def _v2_pages(s3, bucket, **kwargs):
@@ -238,13 +230,7 @@ def test_fix4_page_is_byte_for_byte_what_moto_serializes(s3, bucket, monkeypatch
 
     # Given keys that need escaping, several versions, delete markers and folders
     rng = random.Random(seed)
-    names = ["a/b&<1>", 'q"uote', "a/c/d", "z", "a/ü", "dir/x/y"]
-    for _ in range(40):
-        name = rng.choice(names)
-        if rng.random() < 0.3:
-            s3.delete_object(Bucket=bucket, Key=name)
-        else:
-            s3.put_object(Bucket=bucket, Key=name, Body=rng.randbytes(rng.randint(0, 9)))
+    random_history(s3, bucket, ["a/b&<1>", 'q"uote', "a/c/d", "z", "a/ü", "dir/x/y"], 40, rng)
     bodies = {}
     s3.meta.events.register(
         "after-call.s3.ListObjectVersions",
