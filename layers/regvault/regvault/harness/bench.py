@@ -207,7 +207,9 @@ class Bench:
         )
         return env
 
-    def preload(self, size: int) -> tuple[Path, Workload]:
+    def preload(self, size: int) -> Path:
+        """The generated registry of ``size`` versions as a preload file (its workload and restore
+        target kept in ``self.workloads`` / ``self.targets``)."""
         path = self.workdir / f"registry-{size}.pickle"
         if not path.exists():
             self.log(f"generating a registry of {size:,} object versions")
@@ -216,7 +218,7 @@ class Bench:
             self.workloads[size] = workload
             self.targets[size] = restore_target(sim.ops, workload.midpoint)
             del sim
-        return path, self.workloads[size]
+        return path
 
     # --- audit vs garbage-collect --dry-run ---------------------------------------------------------
 
@@ -231,7 +233,7 @@ class Bench:
         return server.config_path
 
     def audit_vs_gc(self, size: int) -> None:
-        preload, _ = self.preload(size)
+        preload = self.preload(size)
         with Supervisor(self.workdir / f"audit-{size}") as supervisor:
             (self.workdir / f"audit-{size}").mkdir(exist_ok=True)
             self.log(f"audit vs gc at {size:,} versions: loading the emulator")
@@ -399,7 +401,7 @@ class Bench:
     # --- restore vs s3-pit-restore ------------------------------------------------------------------
 
     def restore_vs_pit(self, size: int) -> None:
-        preload, _ = self.preload(size)
+        preload = self.preload(size)
         target = self.targets[size]
         if target is None:
             self.results.notes.append(f"restore_vs_pit at {size:,}: no tag changed after the midpoint")

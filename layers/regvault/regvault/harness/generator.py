@@ -46,11 +46,8 @@ from ..layout import (
     TagIndexLink,
     UploadObject,
 )
+from .images import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 HASHSTATE_SIZE = 108  # Go's marshaled sha256 state: "sha\x03" + 8 words + 64-byte block + length
 
 
@@ -102,7 +99,6 @@ class RegistrySimulator:
         self.tags: dict[str, dict[str, str]] = {}  # repo -> tag -> current digest
         self.tag_index: dict[str, dict[str, set[str]]] = {}  # repo -> tag -> live index links
         self.manifests: dict[str, Image] = {}
-        self.uploads = 0
 
     # --- writes ------------------------------------------------------------------------------------
 
@@ -133,7 +129,6 @@ class RegistrySimulator:
         self._put(LayerLink(repo, digest), digest.link_body())
 
     def _upload(self, repo: str, blob: Blob) -> None:
-        self.uploads += 1
         upload = str(uuid.UUID(int=random.getrandbits(128), version=4))
 
         def obj(path: str) -> UploadObject:
