@@ -17,6 +17,20 @@ def _config(event: dict[str, Any]) -> steps.SetupConfig:
     return steps.SetupConfig.from_properties(event["config"])
 
 
+def _urls() -> steps.ResponseUrls | None:
+    bucket = os.environ.get("SETUP_RESPONSES_BUCKET")
+    return steps.ResponseUrls(client("s3"), bucket) if bucket else None
+
+
+@logger.inject_lambda_context
+def preflight(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = steps.preflight(
+        _config(event), client("ec2"), client("ssm"), client("s3"), client("secretsmanager")
+    )
+    logger.info("preflight", extra={"problems": result["problems"], "notes": result["notes"]})
+    return result
+
+
 @logger.inject_lambda_context
 def storage(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return steps.storage(_config(event), client("s3"))
@@ -29,8 +43,7 @@ def secrets(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 @logger.inject_lambda_context
 def identity(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    arns = [event["secrets"]["users_secret_arn"], event["secrets"]["tls_secret_arn"]]
-    return steps.identity(_config(event), client("iam"), arns)
+    return steps.identity(_config(event), client("iam"), event["secrets"], event["storage"])
 
 
 @logger.inject_lambda_context
@@ -40,27 +53,23 @@ def associate(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 @logger.inject_lambda_context
 def launch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return steps.launch_action(_config(event), client("ssm"), event)
+    return steps.launch_action(_config(event), client("ssm"), event, client("ec2"))
 
 
 @logger.inject_lambda_context
 def respond(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    reason = (
-        "registry launched and healthy"
-        if event["status"] == "SUCCESS"
-        else steps.failure_reason(event.get("error"))
-    )
-    status = steps.respond(event.get("request"), event["status"], reason, event.get("data"))
-    logger.info(
-        "setup finished", extra={"status": event["status"], "reason": reason, "response_http": status}
-    )
-    return {"status": event["status"], "reason": reason}
+    result = steps.answer(event, _urls())
+    logger.info("setup finished", extra=result)
+    return result
 
 
 @logger.inject_lambda_context
 def trigger(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The custom resource: Create/Update start the state machine, which answers CloudFormation once the
-    registry is healthy (or failed). Delete answers at once and deletes nothing."""
-    result = steps.start(event, client("stepfunctions"), os.environ["SETUP_STATE_MACHINE_ARN"])
+    registry is healthy (or failed); rollbacks and Delete answer at once (see steps.start)."""
+    arn = os.environ["SETUP_STATE_MACHINE_ARN"]
+    result = steps.start(
+        event, steps.Trigger(client("stepfunctions"), arn, _urls(), client("cloudformation"), client("ssm"))
+    )
     logger.info("custom resource", extra=result)
     return result

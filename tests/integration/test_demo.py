@@ -9,6 +9,8 @@ from .support import chromium_screenshot
 
 PHRASES = (
     "0. setup: the template's Setup state machine",
+    "0 problem(s), nothing written before this passed",
+    "online after one reboot (AllowReboot=true)",
     "attached AmazonSSMManagedInstanceCore",
     "names, never secret values",
     "1. push sample images",

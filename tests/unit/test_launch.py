@@ -136,3 +136,96 @@ def test_send_launch_records_the_command_with_names_only(document):
         assert command["Parameters"]["HtpasswdSecretId"] == ["regvault/htpasswd"]
         status, _ = command_status(ssm, command_id, SPEC.instance_id)
         assert status in ("Success", "Pending", "InProgress")
+
+
+def test_image_patterns_are_the_template_and_document_patterns(document):
+    import re
+
+    from regvault.launch import REGISTRY_IMAGE_PATTERN, UI_IMAGE_PATTERN
+
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+    assert template["Parameters"]["RegistryImage"]["AllowedPattern"] == REGISTRY_IMAGE_PATTERN
+    assert template["Parameters"]["UiImage"]["AllowedPattern"] == UI_IMAGE_PATTERN
+    assert document["parameters"]["RegistryImage"]["allowedPattern"] == REGISTRY_IMAGE_PATTERN
+    assert document["parameters"]["UiImage"]["allowedPattern"] == UI_IMAGE_PATTERN
+    # the default comes from ECR Public; mirrors in private ECR and Docker Hub names are allowed
+    assert template["Parameters"]["RegistryImage"]["Default"] == "public.ecr.aws/docker/library/registry:2"
+    for image in (
+        "public.ecr.aws/docker/library/registry:2",
+        "public.ecr.aws/docker/library/registry:3.0.0",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mirror/registry:2.8.3",
+        "registry:2",
+        "docker.io/library/registry:3",
+    ):
+        assert re.fullmatch(REGISTRY_IMAGE_PATTERN, image), image
+    for image in ("nginx:1", "evil.example/registry:2", "registry:4", "registry:2;reboot", "registry"):
+        assert not re.fullmatch(REGISTRY_IMAGE_PATTERN, image), image
+    assert re.fullmatch(UI_IMAGE_PATTERN, template["Parameters"]["UiImage"]["Default"])
+
+
+def test_registry_listens_on_the_host_port_and_keeps_a_kms_bucket_key():
+    config = base64.b64decode(SPEC.document_parameters()["ConfigBase64"][0]).decode()
+    assert 'addr: "0.0.0.0:443"' in config and "encrypt: true" in config
+    kms = LaunchSpec(**{**SPEC.__dict__, "bucket_kms": True, "port": 5443})
+    config = base64.b64decode(kms.document_parameters()["ConfigBase64"][0]).decode()
+    assert 'addr: "0.0.0.0:5443"' in config and "encrypt: false" in config
+    assert LaunchSpec(**{**SPEC.__dict__, "image": "public.ecr.aws/docker/library/registry:3"}).major == "3"
+
+
+def test_launch_runs_the_registry_on_the_host_network(document):
+    script = script_of(document)
+    run = next(line for line in script.splitlines() if "docker run -d --name registry " in line)
+    assert "--network host" in run and " -p " not in run
+
+
+def test_failure_reason_leads_with_the_scripts_own_line():
+    from regvault.launch import explain_output
+
+    # GetCommandInvocation keeps the first 24,000 characters of stdout: the end of a long run is lost,
+    # while stderr holds only the script's own lines
+    stdout = "Get:1 http://archive ubuntu\n" * 2000
+    stderr = "regvault: installing Docker\nregvault: unhealthy: the registry could not write a blob\n"
+    reason = explain_output(stderr, stdout[:24000])
+    assert reason.startswith("regvault: unhealthy: the registry could not write a blob")
+    assert explain_output("", "x\nregvault: healthy: ok\n") == "regvault: healthy: ok | x"
+
+
+def fake_bin(tmp_path, names):
+    """Commands that record their arguments (and the order of calls) in calls.log."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in names:
+        path = bin_dir / name
+        path.write_text(f'#!/bin/bash\necho "{name} $*" >> "{tmp_path}/calls.log"\n')
+        path.chmod(0o755)
+    return bin_dir
+
+
+def library(document, tmp_path):
+    script = script_of(document)
+    for name, (value,) in SPEC.document_parameters().items():
+        script = script.replace(f"{{{{ {name} }}}}", value)
+    path = tmp_path / "launch.sh"
+    path.write_text(script)
+    return path
+
+
+def test_first_boot_waits_for_cloud_init_and_takes_the_dpkg_lock_with_a_timeout(document, tmp_path):
+    # Given an Ubuntu first boot: cloud-init running, apt-get present, no docker, no dnf
+    bin_dir = fake_bin(tmp_path, ["cloud-init", "apt-get", "systemctl"])
+    (bin_dir / "timeout").symlink_to(shutil.which("timeout"))  # the only real tool on this PATH
+    path = library(document, tmp_path)
+    result = subprocess.run(
+        ["bash", "-c", f"REGVAULT_LIBRARY=1 source {path}; wait_for_first_boot; install_docker"],
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        executable="/bin/bash",
+    )
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls[0] == "cloud-init status --wait"
+    apt = [c for c in calls if c.startswith("apt-get")]
+    assert len(apt) == 2 and all("-o DPkg::Lock::Timeout=600" in c for c in apt)
+    assert calls.index(apt[0]) > 0 and calls[-1] == "systemctl enable --now docker"

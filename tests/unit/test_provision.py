@@ -8,12 +8,15 @@ from regvault.audit import posture_findings
 from regvault.aws import S3Store
 from regvault.layout import RegistryLayout
 from regvault.provision import (
-    SSM_CORE,
+    IamNames,
+    InstanceAccess,
     SetupError,
     associate_profile,
     ensure_bucket,
     ensure_identity,
     instance_policy,
+    ssm_core_arn,
+    tls_statement,
 )
 
 SEED_S3_ACTIONS = {
@@ -96,27 +99,32 @@ def test_bucket_owned_elsewhere_is_a_clear_error(aws, monkeypatch):
         ensure_bucket(aws["s3"], "theirs", "eu-west-1", "", 90)
 
 
+NAMES = IamNames.of("regvault", "eu-west-1")
+
+
 def test_identity_chain_has_exactly_the_seed_actions_and_converges(aws):
     iam = aws["iam"]
-    secrets = ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:registry-htpasswd-AbCdEf"]
-    first = ensure_identity(iam, "regvault-registry", "reg-bucket", "reg", secrets)
+    secrets = ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:registry-htpasswd-AbCdEf",)
+    access = InstanceAccess("reg-bucket", "reg", region="eu-west-1", secret_arns=secrets)
+    first = ensure_identity(iam, NAMES, access)
     assert set(first.changed) >= {"policy created", "role created", "instance profile created"}
     attached = {
-        p["PolicyArn"]
-        for p in iam.list_attached_role_policies(RoleName="regvault-registry")["AttachedPolicies"]
+        p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=NAMES.role)["AttachedPolicies"]
     }
-    assert attached == {first.policy_arn, SSM_CORE}
-    profile = iam.get_instance_profile(InstanceProfileName="regvault-registry")["InstanceProfile"]
-    assert [r["RoleName"] for r in profile["Roles"]] == ["regvault-registry"]
-    trust = iam.get_role(RoleName="regvault-registry")["Role"]["AssumeRolePolicyDocument"]
-    assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
-    doc = instance_policy("reg-bucket", "reg", secrets)
+    assert attached == {first.policy_arn, ssm_core_arn("aws")}
+    profile = iam.get_instance_profile(InstanceProfileName=NAMES.profile)["InstanceProfile"]
+    assert [r["RoleName"] for r in profile["Roles"]] == [NAMES.role]
+    assert profile["Arn"].endswith(f":instance-profile/regvault/eu-west-1/regvault/{NAMES.profile}")
+    role = iam.get_role(RoleName=NAMES.role)["Role"]
+    assert role["Path"] == "/regvault/eu-west-1/regvault/"
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    doc = instance_policy(access)
     actions = {a for st in doc["Statement"] for a in st["Action"]}
     assert actions == SEED_S3_ACTIONS | {"secretsmanager:GetSecretValue"}
     assert doc["Statement"][1]["Resource"] == "arn:aws:s3:::reg-bucket/reg/*"
-    assert doc["Statement"][2]["Resource"] == secrets
+    assert doc["Statement"][2]["Resource"] == list(secrets)
     # idempotent
-    assert ensure_identity(iam, "regvault-registry", "reg-bucket", "reg", secrets).changed == []
+    assert ensure_identity(iam, NAMES, access).changed == []
     # drift: someone widened the policy; the next run converges it
     iam.create_policy_version(
         PolicyArn=first.policy_arn,
@@ -125,22 +133,94 @@ def test_identity_chain_has_exactly_the_seed_actions_and_converges(aws):
             {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
         ),
     )
-    assert ensure_identity(iam, "regvault-registry", "reg-bucket", "reg", secrets).changed == [
-        "policy converged to the expected document"
-    ]
+    assert ensure_identity(iam, NAMES, access).changed == ["policy converged to the expected document"]
     policy = iam.get_policy(PolicyArn=first.policy_arn)["Policy"]
     current = iam.get_policy_version(PolicyArn=first.policy_arn, VersionId=policy["DefaultVersionId"])
     assert current["PolicyVersion"]["Document"] == doc
 
 
+def test_same_stack_name_in_two_regions_gets_two_identities(aws):
+    # IAM is global: a second region's deploy must not rewrite the first one's policy
+    iam = aws["iam"]
+    west, east = IamNames.of("regvault", "eu-west-1"), IamNames.of("regvault", "us-east-1")
+    assert len({west.role, east.role}) == 2 and len({west.path, east.path}) == 2
+    ensure_identity(iam, west, InstanceAccess("west-bucket", region="eu-west-1"))
+    ensure_identity(iam, east, InstanceAccess("east-bucket", region="us-east-1"))
+    for names, bucket in ((west, "west-bucket"), (east, "east-bucket")):
+        [policy] = [p for p in iam.list_policies(Scope="Local", PathPrefix=names.path)["Policies"]]
+        document = iam.get_policy_version(PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"])
+        assert f"arn:aws:s3:::{bucket}" in json.dumps(document["PolicyVersion"]["Document"])
+
+
+@pytest.mark.parametrize("stack", ["a", "x" * 128, "my-registry-stack-with-a-rather-long-name-1234567890"])
+def test_iam_names_fit_iam_limits_for_any_stack_name(stack):
+    names = IamNames.of(stack, "ap-southeast-4")
+    assert len(names.role) <= 64 and len(names.profile) <= 128 and len(names.policy) <= 128
+    assert len(names.path) <= 512 and names.path.startswith("/regvault/ap-southeast-4/")
+    assert IamNames.of(stack, "ap-southeast-4") == names  # stable across runs
+
+
+def test_other_partitions_get_their_own_arns():
+    access = InstanceAccess("b", partition="aws-cn", region="cn-north-1")
+    text = json.dumps(instance_policy(access)) + json.dumps(tls_statement("b", "aws-cn"))
+    assert "arn:aws-cn:s3:::b" in text and "arn:aws:" not in text
+    assert ssm_core_arn("aws-us-gov") == "arn:aws-us-gov:iam::aws:policy/AmazonSSMManagedInstanceCore"
+
+
+def test_kms_and_private_ecr_grants_follow_what_the_instance_uses():
+    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    access = InstanceAccess(
+        "b",
+        region="eu-west-1",
+        account="123456789012",
+        secret_keys=("alias/registry-tls",),
+        bucket_key=key,
+        ecr_repository="arn:aws:ecr:eu-west-1:123456789012:repository/mirror/registry",
+    )
+    statements = {st["Sid"]: st for st in instance_policy(access)["Statement"]}
+    assert statements["BucketKey"]["Resource"] == [key]
+    assert (
+        statements["BucketKey"]["Condition"]["StringEquals"]["kms:ViaService"] == "s3.eu-west-1.amazonaws.com"
+    )
+    assert statements["SecretKeys"]["Resource"] == ["arn:aws:kms:eu-west-1:123456789012:key/*"]
+    assert statements["EcrPullRegistryImage"]["Resource"].endswith("repository/mirror/registry")
+    # an AWS managed key needs no grant; no ECR rights for an image from elsewhere
+    plain = instance_policy(InstanceAccess("b", region="eu-west-1", bucket_key="aws/s3"))
+    assert {st["Sid"] for st in plain["Statement"]} == {"RegistryBucket", "RegistryObjects"}
+
+
+def test_adopted_bucket_in_another_region_is_refused(aws):
+    boto3.client("s3", region_name="ap-south-1").create_bucket(
+        Bucket="far", CreateBucketConfiguration={"LocationConstraint": "ap-south-1"}
+    )
+    with pytest.raises(SetupError, match="is in ap-south-1, the stack in eu-west-1"):
+        ensure_bucket(aws["s3"], "far", "eu-west-1", "", 90)
+    assert "Status" not in aws["s3"].get_bucket_versioning(Bucket="far")  # nothing written
+
+
+def test_adopted_bucket_keeps_its_sse_kms_key(aws):
+    s3 = aws["s3"]
+    s3.create_bucket(Bucket="kms-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    rule = {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "alias/reg"}}
+    s3.put_bucket_encryption(Bucket="kms-bucket", ServerSideEncryptionConfiguration={"Rules": [rule]})
+    result = ensure_bucket(s3, "kms-bucket", "eu-west-1", "", 90)
+    assert result.kms_key == "alias/reg" and not any("encryption" in c for c in result.changed)
+    got = s3.get_bucket_encryption(Bucket="kms-bucket")["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert got["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] == "alias/reg"
+
+
 def _instance(ec2):
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    image = next(
+        i["ImageId"]
+        for i in ec2.describe_images(Owners=["amazon"])["Images"]
+        if i.get("Platform") != "windows"
+    )
     return ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
 
 
 def test_association_is_idempotent_and_replaces_only_when_asked(aws):
     iam, ec2 = aws["iam"], aws["ec2"]
-    ours = ensure_identity(iam, "regvault-registry", "b", "", []).profile_arn
+    ours = ensure_identity(iam, NAMES, InstanceAccess("b", region="eu-west-1")).profile_arn
     theirs = iam.create_instance_profile(InstanceProfileName="someone-else")["InstanceProfile"]["Arn"]
     instance = _instance(ec2)
     assert associate_profile(ec2, instance, ours, replace_existing=False) == "associated"

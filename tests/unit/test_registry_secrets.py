@@ -11,7 +11,7 @@ from regvault.registry_secrets import (
     HEALTHCHECK_USER,
     check_tls_secret,
     ensure_tls_secret,
-    ensure_users_secret,
+    ensure_user_secrets,
     parse_users,
 )
 
@@ -22,25 +22,58 @@ def sm():
         yield boto3.client("secretsmanager", region_name="eu-west-1")
 
 
-def test_users_secret_holds_bcrypt_htpasswd_and_keeps_passwords(sm):
-    first = ensure_users_secret(sm, "regvault/users", ["alice", "ci"])
-    assert first.changed[0] == "secret created"
-    value = json.loads(sm.get_secret_value(SecretId=first.arn)["SecretString"])
-    lines = dict(line.split(":", 1) for line in value["htpasswd"].splitlines())
+def read(sm, arn):
+    return json.loads(sm.get_secret_value(SecretId=arn)["SecretString"])
+
+
+def test_plaintext_passwords_and_the_instance_htpasswd_live_in_separate_secrets(sm):
+    first = ensure_user_secrets(sm, "regvault", ["alice", "ci"])
+    assert "users secret written" in first.changed and "htpasswd written" in first.changed
+    users, instance = read(sm, first.users_arn), read(sm, first.htpasswd_arn)
+    assert first.users_arn != first.htpasswd_arn and "regvault/registry-users" in first.users_arn
+    # operators' secret: the people's passwords and nothing else
+    assert users == {"passwords": {"alice": users["passwords"]["alice"], "ci": users["passwords"]["ci"]}}
+    # the instance's secret: bcrypt lines for all and the health-check credential, no plaintext of a person
+    lines = dict(line.split(":", 1) for line in instance["htpasswd"].splitlines())
     assert set(lines) == {"alice", "ci", HEALTHCHECK_USER}
+    everyone = {**users["passwords"], HEALTHCHECK_USER: instance["healthcheck_password"]}
     for user, hashed in lines.items():
-        assert hashed.startswith("$2b$") and bcrypt.checkpw(
-            value["passwords"][user].encode(), hashed.encode()
-        )
-    assert value["healthcheck_password"] == value["passwords"][HEALTHCHECK_USER]
-    # the result carries the ARN only, never a value
-    assert value["passwords"]["alice"] not in repr(first)
+        assert hashed.startswith("$2b$") and bcrypt.checkpw(everyone[user].encode(), hashed.encode())
+    for password in users["passwords"].values():
+        assert password not in json.dumps(instance)
+    assert instance["healthcheck_user"] == HEALTHCHECK_USER
+    # the result carries ARNs only, never a value
+    assert users["passwords"]["alice"] not in repr(first)
     # idempotent; a new user gets a password, the others keep theirs; a removed user is gone
-    assert ensure_users_secret(sm, "regvault/users", ["ci", "alice"]).changed == []
-    again = ensure_users_secret(sm, "regvault/users", ["alice", "deploy"])
-    assert sorted(again.changed) == ["ci removed", "password generated for deploy"]
-    after = json.loads(sm.get_secret_value(SecretId=first.arn)["SecretString"])
-    assert after["passwords"]["alice"] == value["passwords"]["alice"] and "ci" not in after["passwords"]
+    assert ensure_user_secrets(sm, "regvault", ["ci", "alice"]).changed == []
+    again = ensure_user_secrets(sm, "regvault", ["alice", "deploy"])
+    assert {"ci removed", "password generated for deploy", "htpasswd written"} <= set(again.changed)
+    after, instance_after = read(sm, first.users_arn), read(sm, first.htpasswd_arn)
+    assert after["passwords"]["alice"] == users["passwords"]["alice"] and "ci" not in after["passwords"]
+    assert set(dict(x.split(":", 1) for x in instance_after["htpasswd"].splitlines())) == {
+        "alice",
+        "deploy",
+        HEALTHCHECK_USER,
+    }
+    assert instance_after["healthcheck_password"] == instance["healthcheck_password"]
+
+
+def test_a_users_secret_of_the_single_secret_layout_is_split(sm):
+    # Given the earlier layout: one secret the instance read, with htpasswd and health-check entries
+    old = {
+        "passwords": {"alice": "alice-pw", HEALTHCHECK_USER: "check-pw"},
+        "htpasswd": "alice:$2b$10$x\n",
+        "healthcheck_user": HEALTHCHECK_USER,
+        "healthcheck_password": "check-pw",
+    }
+    sm.create_secret(Name="regvault/registry-users", SecretString=json.dumps(old))
+    result = ensure_user_secrets(sm, "regvault", ["alice"])
+    assert read(sm, result.users_arn) == {"passwords": {"alice": "alice-pw"}}
+    instance = read(sm, result.htpasswd_arn)
+    assert instance["healthcheck_password"] == "check-pw"
+    assert "alice-pw" not in json.dumps(instance) and bcrypt.checkpw(
+        b"alice-pw", dict(x.split(":", 1) for x in instance["htpasswd"].splitlines())["alice"].encode()
+    )
 
 
 @pytest.mark.parametrize("text", ["", " , ", "Alice", "a b", "x" * 40, HEALTHCHECK_USER])
@@ -58,6 +91,15 @@ def test_self_signed_tls_secret_is_generated_once(sm):
     assert "PRIVATE KEY" in value["key"]
     assert ensure_tls_secret(sm, "regvault/tls", ["other"], []).changed == []
     assert check_tls_secret(sm, first.arn).arn == first.arn
+
+
+def test_user_supplied_tls_secret_under_a_customer_key_reports_the_key(sm):
+    key = boto3.client("kms", region_name="eu-west-1").create_key()["KeyMetadata"]["Arn"]
+    first = ensure_tls_secret(sm, "regvault/tls", ["localhost"], ["127.0.0.1"])
+    assert check_tls_secret(sm, first.arn).kms_key is None  # aws/secretsmanager: nothing to grant
+    value = sm.get_secret_value(SecretId=first.arn)["SecretString"]
+    theirs = sm.create_secret(Name="theirs", SecretString=value, KmsKeyId=key)["ARN"]
+    assert check_tls_secret(sm, theirs).kms_key == key
 
 
 def test_user_supplied_tls_secret_must_hold_a_certificate(sm):

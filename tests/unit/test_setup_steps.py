@@ -71,3 +71,35 @@ def test_respond_without_a_custom_resource_is_a_no_op():
     assert setup_steps.respond({}, "SUCCESS", "ok") == 0
     with pytest.raises(setup_steps.SetupError, match="not https"):
         setup_steps.respond({"ResponseURL": "ftp://x"}, "SUCCESS", "ok")
+
+
+def test_a_response_stays_under_cloudformations_4096_bytes():
+    request = {
+        "StackId": "arn:aws:cloudformation:us-east-1:1:stack/s/x" * 3,
+        "RequestId": "r",
+        "LogicalResourceId": "Setup",
+    }
+    body = setup_steps.response_body(request, "FAILED", "x" * 10_000, {"Endpoint": "h" * 200})
+    assert len(body) <= 4096 and json.loads(body)["Reason"].startswith("xxx")
+    with pytest.raises(setup_steps.SetupError, match="over CloudFormation's 4096"):
+        setup_steps.response_body(request, "SUCCESS", "ok", {"Big": "y" * 5000})
+
+
+def test_agent_checks_reboot_once_after_the_grace_when_allowed(monkeypatch):
+    monkeypatch.setattr(setup_steps, "is_managed", lambda ssm, instance: False)
+    config = SetupConfig.from_properties({**PROPS, "AgentGraceSeconds": "30", "ManagedTimeoutSeconds": "90"})
+    assert setup_steps.managed(config, None, {"attempt": 0})["give_up"] is False  # 15 s: keep waiting
+    failed = setup_steps.managed(config, None, {"attempt": 1})  # 30 s, no reboot allowed
+    assert failed["give_up"] and "AllowReboot=true" in failed["error"] and not failed["reboot"]
+    allowed = SetupConfig.from_properties({**PROPS, "AgentGraceSeconds": "30", "AllowReboot": "true"})
+    assert setup_steps.managed(allowed, None, {"attempt": 1}) == {
+        "online": False,
+        "attempt": 2,
+        "rebooted": False,
+        "reboot": True,
+        "give_up": False,
+    }
+    after = setup_steps.managed(allowed, None, {"attempt": 2, "rebooted": True})
+    assert not after["reboot"] and not after["give_up"]  # waits up to ManagedTimeoutSeconds after it
+    with pytest.raises(setup_steps.SetupError, match="AllowReboot is false"):
+        setup_steps.reboot(config, None, {})

@@ -9,6 +9,7 @@ waits for the command, whose last step is the health check on the instance itsel
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,29 @@ from .registry_config import RegistrySettings, render
 
 CONTAINER_PATHS = {"2": "/etc/docker/registry/config.yml", "3": "/etc/distribution/config.yml"}
 ON_INSTANCE = "/etc/regvault"
+DEFAULT_IMAGE = "public.ecr.aws/docker/library/registry:2"
+DEFAULT_UI_IMAGE = "docker.io/konradkleine/docker-registry-frontend:v2"
+# Where images may come from: ECR Public, a private ECR repository (a mirror, for instances without
+# internet egress), or Docker Hub. The template's AllowedPattern and the launch document's
+# allowedPattern are these very strings (a test compares them).
+_SOURCES = (
+    r"(public\.ecr\.aws/[a-z0-9][a-z0-9._/-]*/"
+    r"|[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/([a-z0-9][a-z0-9._-]*/)*"
+    r"|(docker\.io/)?([a-z0-9][a-z0-9_-]*/)?)"
+)
+REGISTRY_IMAGE_PATTERN = rf"^{_SOURCES}registry:[23][A-Za-z0-9._-]{{0,126}}$"
+UI_IMAGE_PATTERN = rf"^{_SOURCES}[a-z0-9][a-z0-9._-]*:[A-Za-z0-9._-]{{1,128}}$"
+_PRIVATE_ECR = re.compile(
+    r"^(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repo>.+):[^:]+$"
+)
+
+
+def ecr_repository_arn(image: str, partition: str) -> str | None:
+    """The private ECR repository an image comes from (the instance then needs pull rights), else None."""
+    match = _PRIVATE_ECR.match(image)
+    if not match:
+        return None
+    return f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
 
 
 @dataclass(frozen=True)
@@ -29,16 +53,25 @@ class LaunchSpec:
     bucket: str
     region: str
     root: str
-    image: str = "registry:2"
+    image: str = DEFAULT_IMAGE
     port: int = 443
     htpasswd_secret: str = ""
     tls_secret: str = ""
     notifications_url: str | None = None
     enable_ui: bool = False
+    ui_image: str = DEFAULT_UI_IMAGE
+    bucket_kms: bool = False  # the bucket encrypts with SSE-KMS by default: keep its key
 
     def __post_init__(self) -> None:
-        if not self.image.startswith(("registry:2", "registry:3")):
-            raise InvalidInput("RegistryImage must be registry:2 or registry:3 (optionally with a patch tag)")
+        if not re.fullmatch(REGISTRY_IMAGE_PATTERN, self.image):
+            raise InvalidInput(
+                "RegistryImage must be registry:2 or registry:3 (optionally a patch tag) from ECR Public, "
+                f"a private ECR repository or Docker Hub, e.g. {DEFAULT_IMAGE}"
+            )
+        if not re.fullmatch(UI_IMAGE_PATTERN, self.ui_image):
+            raise InvalidInput(
+                "UiImage must be an image reference with a tag (ECR Public, ECR or Docker Hub)"
+            )
         if not 1 <= self.port <= 65535:
             raise InvalidInput("RegistryPort must be 1-65535")
         if not self.htpasswd_secret or not self.tls_secret:
@@ -46,7 +79,7 @@ class LaunchSpec:
 
     @property
     def major(self) -> str:
-        return self.image.split(":", 1)[1][0]
+        return self.image.rsplit(":", 1)[1][0]
 
     def config_yaml(self) -> str:
         """What the registry runs with on the instance: instance role, TLS and htpasswd files."""
@@ -55,11 +88,16 @@ class LaunchSpec:
                 bucket=self.bucket,
                 region=self.region,
                 root=self.root,
-                listen="0.0.0.0:5000",
+                # host networking: the S3 driver reaches the instance's credentials even with
+                # IMDSv2 and a hop limit of 1 (a bridged container is one hop further)
+                listen=f"0.0.0.0:{self.port}",
                 htpasswd_path=f"{ON_INSTANCE}/htpasswd",
                 tls_certificate=f"{ON_INSTANCE}/tls.crt",
                 tls_key=f"{ON_INSTANCE}/tls.key",
                 notifications_url=self.notifications_url,
+                # encrypt: true makes distribution send AES256 on every write, overriding a bucket's
+                # SSE-KMS default; with SSE-KMS the bucket's own key applies instead
+                encrypt=not self.bucket_kms,
             )
         )
 
@@ -74,6 +112,7 @@ class LaunchSpec:
             "TlsSecretId": [self.tls_secret],
             "Region": [self.region],
             "EnableUi": ["true" if self.enable_ui else "false"],
+            "UiImage": [self.ui_image],
         }
 
 
@@ -125,12 +164,25 @@ TERMINAL = {"Success", "Cancelled", "TimedOut", "Failed", "Cancelling"}
 
 
 def command_status(ssm: Any, command_id: str, instance_id: str) -> tuple[str, str]:
-    """(status, last lines of output) of the command on the instance; 'Pending' while not yet known."""
+    """(status, what went wrong) of the command on the instance; 'Pending' while not yet known.
+
+    GetCommandInvocation keeps only the *first* 24,000 characters of stdout and 8,000 of stderr, so
+    the tail of a long run (apt, docker pull) may be missing. The launch script sends its own
+    ``regvault:`` lines, and only those, to stderr: the last of them leads the answer."""
     try:
         out = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
     except ClientError as exc:
         if error_code(exc) == "InvocationDoesNotExist":
             return "Pending", ""
         raise
-    text = (out.get("StandardErrorContent") or out.get("StandardOutputContent") or "").strip()
-    return str(out["Status"]), "\n".join(text.splitlines()[-5:])
+    return str(out["Status"]), explain_output(
+        out.get("StandardErrorContent") or "", out.get("StandardOutputContent") or ""
+    )
+
+
+def explain_output(stderr: str, stdout: str) -> str:
+    """The script's last own line first, then the last lines of output for context."""
+    ours = [line for line in (stderr + "\n" + stdout).splitlines() if line.startswith("regvault:")]
+    tail = [line for line in stdout.strip().splitlines()[-3:] if line not in ours[-1:]]
+    lead = ours[-1] if ours else ""
+    return " | ".join(part for part in (lead, " / ".join(tail)) if part)

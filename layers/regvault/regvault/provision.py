@@ -6,6 +6,7 @@ ever deletes a bucket, an object or an object version.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,50 @@ class SetupError(RegvaultError):
     """A setup step cannot proceed; the message says what to change."""
 
 
+def partition_of(region: str) -> str:
+    """The ARN partition of a region (the template passes AWS::Partition; this is the fallback)."""
+    for prefix, partition in (
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
+        ("us-isof-", "aws-iso-f"),
+    ):
+        if region.startswith(prefix):
+            return partition
+    return "aws"
+
+
+ROLE_NAME_MAX = 64  # IAM's limit for role names (profiles and policies allow 128)
+
+
+@dataclass(frozen=True)
+class IamNames:
+    """IAM names are global to the account while stacks are regional: the same stack name deployed
+    in two regions must not share (and rewrite) one role. Each name carries a hash of partition,
+    region and stack, and lives under the path ``/regvault/<region>/<stack>/`` so that the setup's
+    own policy can be scoped to exactly this stack's names (``role/regvault/<region>/<stack>/*``)."""
+
+    role: str
+    policy: str
+    profile: str
+    path: str
+
+    @classmethod
+    def of(cls, stack: str, region: str, partition: str = "aws") -> IamNames:
+        if not stack or len(stack) > 128:
+            raise InvalidInput("the stack name is 1 to 128 characters")
+        digest = hashlib.sha256(f"{partition}/{region}/{stack}".encode()).hexdigest()[:8]
+        base = f"{stack[: ROLE_NAME_MAX - len('-12345678-registry')]}-{digest}"
+        return cls(
+            role=f"{base}-registry",
+            policy=f"{base}-registry-access",
+            profile=f"{base}-registry",
+            path=f"/regvault/{region}/{stack}/",
+        )
+
+
 # --- storage -----------------------------------------------------------------------------------
 
 TLS_SID = "RegvaultDenyInsecureTransport"
@@ -40,6 +85,24 @@ class StorageResult:
     changed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     recovery_window_days: int = 0
+    # the bucket's default SSE-KMS key, kept as it is: the registry then writes with encrypt: false
+    # (distribution's encrypt: true would send AES256 and override it) and its role may use the key
+    kms_key: str | None = None
+
+
+def bucket_region(s3: Any, bucket: str) -> str:
+    """The region a bucket lives in (GetBucketLocation: None means us-east-1, "EU" eu-west-1)."""
+    location = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+    return str({None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location, location))
+
+
+def kms_key_of(rules: list[dict[str, Any]]) -> str | None:
+    """The KMS key of a bucket's default encryption (SSE-KMS / DSSE-KMS), if it names one."""
+    for rule in rules:
+        default = rule.get("ApplyServerSideEncryptionByDefault", {})
+        if str(default.get("SSEAlgorithm", "")).startswith("aws:kms"):
+            return str(default.get("KMSMasterKeyID") or "aws/s3")
+    return None
 
 
 def ensure_bucket(s3: Any, bucket: str, region: str, root: str, recovery_days: int) -> StorageResult:
@@ -70,10 +133,17 @@ def ensure_bucket(s3: Any, bucket: str, region: str, root: str, recovery_days: i
             ) from None
         else:
             raise
+    if not result.created and (found := bucket_region(s3, bucket)) != region:
+        raise SetupError(
+            f"bucket {bucket!r} is in {found}, the stack in {region}: deploy the stack in {found} or "
+            "choose another BucketName (the registry and its bucket belong in one region)"
+        )
     if s3.get_bucket_versioning(Bucket=bucket).get("Status") != "Enabled":
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         result.changed.append("versioning enabled")
-    if not encryption_rules(s3, bucket):  # an existing default (e.g. SSE-KMS) is kept
+    existing_encryption = encryption_rules(s3, bucket)
+    result.kms_key = kms_key_of(existing_encryption)
+    if not existing_encryption:  # an existing default (e.g. SSE-KMS) is kept
         s3.put_bucket_encryption(
             Bucket=bucket,
             ServerSideEncryptionConfiguration={
@@ -92,28 +162,28 @@ def ensure_bucket(s3: Any, bucket: str, region: str, root: str, recovery_days: i
     if public_access_block(s3, bucket) != block:
         s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
         result.changed.append("public access blocked")
-    _ensure_tls_policy(s3, bucket, result)
+    _ensure_tls_policy(s3, bucket, partition_of(region), result)
     _ensure_lifecycle(s3, bucket, normalize_root(root), recovery_days, result)
     return result
 
 
-def tls_statement(bucket: str) -> dict[str, Any]:
+def tls_statement(bucket: str, partition: str = "aws") -> dict[str, Any]:
     return {
         "Sid": TLS_SID,
         "Effect": "Deny",
         "Principal": "*",
         "Action": "s3:*",
-        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        "Resource": [f"arn:{partition}:s3:::{bucket}", f"arn:{partition}:s3:::{bucket}/*"],
         "Condition": {"Bool": {"aws:SecureTransport": "false"}},
     }
 
 
-def _ensure_tls_policy(s3: Any, bucket: str, result: StorageResult) -> None:
+def _ensure_tls_policy(s3: Any, bucket: str, partition: str, result: StorageResult) -> None:
     existing = bucket_policy(s3, bucket)
     policy: dict[str, Any] = json.loads(existing) if existing else {"Version": "2012-10-17", "Statement": []}
     statements: Any = policy.get("Statement", [])
     statements = [statements] if isinstance(statements, dict) else statements
-    wanted = tls_statement(bucket)
+    wanted = tls_statement(bucket, partition)
     if wanted in statements:
         return
     policy["Statement"] = [st for st in statements if st.get("Sid") != TLS_SID] + [wanted]
@@ -161,20 +231,52 @@ def _ensure_lifecycle(s3: Any, bucket: str, root: str, days: int, result: Storag
 
 # --- identity ----------------------------------------------------------------------------------
 
-SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+SSM_CORE = "AmazonSSMManagedInstanceCore"
 
 
-def instance_policy(bucket: str, root: str, secret_arns: list[str]) -> dict[str, Any]:
+def ssm_core_arn(partition: str) -> str:
+    return f"arn:{partition}:iam::aws:policy/{SSM_CORE}"
+
+
+@dataclass(frozen=True)
+class InstanceAccess:
+    """What the registry's instance needs: its bucket (objects under the root only), the secrets it
+    reads at launch (htpasswd and TLS, never the users' plaintext passwords) and the KMS keys behind
+    them, and the private ECR repository of its image when it comes from one."""
+
+    bucket: str
+    root: str = ""
+    partition: str = "aws"
+    region: str = ""
+    account: str = ""
+    secret_arns: tuple[str, ...] = ()
+    secret_keys: tuple[str, ...] = ()  # customer KMS keys of those secrets
+    bucket_key: str | None = None  # the bucket's default SSE-KMS key
+    ecr_repository: str | None = None  # arn of a private ECR repository holding the image
+
+
+def kms_resource(key: str, access: InstanceAccess) -> str | None:
+    """An IAM resource for a KMS key as S3 or Secrets Manager name it (key ARN, key id, alias); None
+    for AWS managed keys (aws/s3, aws/secretsmanager), whose key policies already allow the account."""
+    if key.startswith("aws/") or key.startswith("alias/aws/") or ":alias/aws/" in key:
+        return None
+    if key.startswith("arn:") and ":key/" in key:
+        return key
+    # a key id or a customer alias: any key of the account, used only through the service (condition)
+    return f"arn:{access.partition}:kms:{access.region}:{access.account or '*'}:key/*"
+
+
+def instance_policy(access: InstanceAccess) -> dict[str, Any]:
     """The registry instance's policy: the seed's S3 actions on the bucket (objects under the root
-    only) and read of exactly the registry's secrets."""
-    root = normalize_root(root)
-    objects = f"arn:aws:s3:::{bucket}/{root}/*" if root else f"arn:aws:s3:::{bucket}/*"
+    only), read of exactly the registry's instance secrets, and the KMS and ECR rights those need."""
+    root = normalize_root(access.root)
+    bucket_arn = f"arn:{access.partition}:s3:::{access.bucket}"
     statements: list[dict[str, Any]] = [
         {
             "Sid": "RegistryBucket",
             "Effect": "Allow",
             "Action": ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
-            "Resource": f"arn:aws:s3:::{bucket}",
+            "Resource": bucket_arn,
         },
         {
             "Sid": "RegistryObjects",
@@ -186,27 +288,59 @@ def instance_policy(bucket: str, root: str, secret_arns: list[str]) -> dict[str,
                 "s3:ListMultipartUploadParts",
                 "s3:AbortMultipartUpload",
             ],
-            "Resource": objects,
+            "Resource": f"{bucket_arn}/{root}/*" if root else f"{bucket_arn}/*",
         },
     ]
-    if secret_arns:
+    if access.secret_arns:
         statements.append(
             {
                 "Sid": "RegistrySecrets",
                 "Effect": "Allow",
                 "Action": ["secretsmanager:GetSecretValue"],
-                "Resource": sorted(secret_arns),
+                "Resource": sorted(access.secret_arns),
             }
         )
+    for sid, keys, actions, service in (
+        (
+            "BucketKey",
+            [access.bucket_key] if access.bucket_key else [],
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            "s3",
+        ),
+        ("SecretKeys", list(access.secret_keys), ["kms:Decrypt"], "secretsmanager"),
+    ):
+        resources = sorted({r for k in keys if (r := kms_resource(k, access))})
+        if resources:
+            statements.append(
+                {
+                    "Sid": sid,
+                    "Effect": "Allow",
+                    "Action": actions,
+                    "Resource": resources,
+                    "Condition": {
+                        "StringEquals": {"kms:ViaService": f"{service}.{access.region}.amazonaws.com"}
+                    },
+                }
+            )
+    if access.ecr_repository:
+        statements += [
+            {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+            {
+                "Sid": "EcrPullRegistryImage",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                "Resource": access.ecr_repository,
+            },
+        ]
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-EC2_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    ],
-}
+def ec2_trust(partition: str) -> dict[str, Any]:
+    service = "ec2.amazonaws.com.cn" if partition == "aws-cn" else "ec2.amazonaws.com"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+    }
 
 
 @dataclass
@@ -218,47 +352,56 @@ class IdentityResult:
     changed: list[str] = field(default_factory=list)
 
 
-def ensure_identity(iam: Any, name: str, bucket: str, root: str, secret_arns: list[str]) -> IdentityResult:
+def ensure_identity(iam: Any, names: IamNames, access: InstanceAccess) -> IdentityResult:
     """Managed policy, role trusted by EC2 with that policy and AmazonSSMManagedInstanceCore, and an
-    instance profile holding the role. Converges a drifted policy by adding a default version."""
+    instance profile holding the role. Converges a drifted policy by adding a default version.
+
+    Adding the role to the profile needs ``iam:PassRole`` on the role besides
+    ``iam:AddRoleToInstanceProfile`` (the template grants it, for ec2.amazonaws.com only)."""
     changed: list[str] = []
-    document = instance_policy(bucket, root, secret_arns)
-    policy_arn = _ensure_policy(iam, f"{name}-access", document, changed)
+    policy_arn = _ensure_policy(iam, names, instance_policy(access), changed)
     try:
-        iam.get_role(RoleName=name)
+        iam.get_role(RoleName=names.role)
     except ClientError as exc:
         if error_code(exc) != "NoSuchEntity":
             raise
         iam.create_role(
-            RoleName=name,
-            AssumeRolePolicyDocument=json.dumps(EC2_TRUST),
+            RoleName=names.role,
+            Path=names.path,
+            AssumeRolePolicyDocument=json.dumps(ec2_trust(access.partition)),
             Description="regvault registry instance",
         )
         changed.append("role created")
-    attached = {p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]}
-    for arn in (policy_arn, SSM_CORE):
+    attached = {
+        p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=names.role)["AttachedPolicies"]
+    }
+    for arn in (policy_arn, ssm_core_arn(access.partition)):
         if arn not in attached:
-            iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+            iam.attach_role_policy(RoleName=names.role, PolicyArn=arn)
             changed.append(f"attached {arn.rsplit('/', 1)[-1]}")
     try:
-        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        profile = iam.get_instance_profile(InstanceProfileName=names.profile)["InstanceProfile"]
     except ClientError as exc:
         if error_code(exc) != "NoSuchEntity":
             raise
-        profile = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        profile = iam.create_instance_profile(InstanceProfileName=names.profile, Path=names.path)[
+            "InstanceProfile"
+        ]
         changed.append("instance profile created")
-    if name not in {r["RoleName"] for r in profile.get("Roles", [])}:
-        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    if names.role not in {r["RoleName"] for r in profile.get("Roles", [])}:
+        iam.add_role_to_instance_profile(InstanceProfileName=names.profile, RoleName=names.role)
         changed.append("role added to the instance profile")
-    return IdentityResult(policy_arn, name, profile["Arn"], name, changed)
+    return IdentityResult(policy_arn, names.role, profile["Arn"], names.profile, changed)
 
 
-def _ensure_policy(iam: Any, name: str, document: dict[str, Any], changed: list[str]) -> str:
+def _ensure_policy(iam: Any, names: IamNames, document: dict[str, Any], changed: list[str]) -> str:
     arn = None
-    for page in iam.get_paginator("list_policies").paginate(Scope="Local"):
-        arn = next((p["Arn"] for p in page["Policies"] if p["PolicyName"] == name), arn)
+    for page in iam.get_paginator("list_policies").paginate(Scope="Local", PathPrefix=names.path):
+        arn = next((p["Arn"] for p in page["Policies"] if p["PolicyName"] == names.policy), arn)
     if arn is None:
-        created = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(document))["Policy"]
+        created = iam.create_policy(
+            PolicyName=names.policy, Path=names.path, PolicyDocument=json.dumps(document)
+        )["Policy"]
         changed.append("policy created")
         return str(created["Arn"])
     policy = iam.get_policy(PolicyArn=arn)["Policy"]

@@ -40,6 +40,8 @@ class RegistrySettings:
     blob_descriptor_cache: str | None = None
     notifications_url: str | None = None
     log_level: str = "info"
+    # server-side encryption header on writes; default: on for AWS, off for an S3-compatible endpoint
+    encrypt: bool | None = None
 
     def __post_init__(self) -> None:
         if not self.bucket:
@@ -58,7 +60,7 @@ def config_dict(s: RegistrySettings) -> dict[str, Any]:
     s3: dict[str, Any] = {
         "region": s.region,
         "bucket": s.bucket,
-        "encrypt": not s.s3_endpoint,
+        "encrypt": (not s.s3_endpoint) if s.encrypt is None else s.encrypt,
         "secure": not (s.s3_endpoint or "").startswith("http://"),
         "v4auth": True,
         "chunksize": s.chunk_size,

@@ -46,6 +46,14 @@ def htpasswd(passwords: dict[str, str]) -> str:
 class SecretResult:
     arn: str
     changed: list[str]
+    kms_key: str | None = None  # a customer KMS key the secret is encrypted with
+
+
+@dataclass
+class UserSecrets:
+    users_arn: str  # operators only: every user's plaintext password
+    htpasswd_arn: str  # the instance: the bcrypt htpasswd file and the health-check credential
+    changed: list[str]
 
 
 def _get(sm: Any, name: str) -> tuple[str, dict[str, Any]] | None:
@@ -58,39 +66,68 @@ def _get(sm: Any, name: str) -> tuple[str, dict[str, Any]] | None:
     return str(out["ARN"]), json.loads(out["SecretString"])
 
 
-def ensure_users_secret(sm: Any, name: str, users: list[str]) -> SecretResult:
-    """One secret: each user's password, the bcrypt htpasswd file, and a health-check user.
+def _put(
+    sm: Any, name: str, found: tuple[str, dict[str, Any]] | None, value: dict[str, Any], what: str
+) -> str:
+    if found is None:
+        return str(sm.create_secret(Name=name, SecretString=json.dumps(value), Description=what)["ARN"])
+    sm.put_secret_value(SecretId=found[0], SecretString=json.dumps(value))
+    return found[0]
 
-    Existing passwords are kept; users added to the list get one; users removed lose theirs.
+
+def _htpasswd_users(text: str) -> set[str]:
+    return {line.split(":", 1)[0] for line in text.splitlines() if ":" in line}
+
+
+def ensure_user_secrets(sm: Any, stack: str, users: list[str]) -> UserSecrets:
+    """Two secrets, so that the instance never reads a plaintext password of a person:
+
+    - ``<stack>/registry-users``: each user's password (operators read it; the stack's output);
+    - ``<stack>/registry-htpasswd``: the bcrypt htpasswd file and the health-check user's credential
+      (the instance reads it at launch). distribution's htpasswd has no per-user rights, so the
+      health-check user can push like any user; only the instance role can read its password, and that
+      role can already write the bucket directly, so it grants nothing the instance does not have.
+
+    Existing passwords are kept; users added to the list get one; users removed lose theirs. A users
+    secret of the earlier single-secret layout is converged (its htpasswd and health-check entries move).
     """
-    found = _get(sm, name)
-    current = found[1] if found else {}
+    users_name, htpasswd_name = f"{stack}/registry-users", f"{stack}/registry-htpasswd"
+    found_users, found_htpasswd = _get(sm, users_name), _get(sm, htpasswd_name)
+    current = found_users[1] if found_users else {}
+    instance = found_htpasswd[1] if found_htpasswd else {}
     passwords: dict[str, str] = dict(current.get("passwords", {}))
+    check_password = str(
+        instance.get("healthcheck_password") or passwords.get(HEALTHCHECK_USER) or token.token_urlsafe(24)
+    )
+    passwords.pop(HEALTHCHECK_USER, None)
     changed = []
     for user in users:
         if user not in passwords:
             passwords[user] = token.token_urlsafe(24)
             changed.append(f"password generated for {user}")
-    for user in [u for u in passwords if u not in users and u != HEALTHCHECK_USER]:
+    for user in [u for u in passwords if u not in users]:
         del passwords[user]
         changed.append(f"{user} removed")
-    if HEALTHCHECK_USER not in passwords:
-        passwords[HEALTHCHECK_USER] = token.token_urlsafe(24)
-    value = {
-        "passwords": passwords,
-        "healthcheck_user": HEALTHCHECK_USER,
-        "healthcheck_password": passwords[HEALTHCHECK_USER],
-    }
-    if found and not changed and current.get("htpasswd"):
-        return SecretResult(found[0], [])
-    value["htpasswd"] = htpasswd(passwords)
-    if found is None:
-        arn = sm.create_secret(
-            Name=name, SecretString=json.dumps(value), Description="regvault registry users"
-        )["ARN"]
-        return SecretResult(str(arn), ["secret created", *changed])
-    sm.put_secret_value(SecretId=found[0], SecretString=json.dumps(value))
-    return SecretResult(found[0], changed or ["htpasswd regenerated"])
+    users_arn = found_users[0] if found_users else ""
+    if found_users is None or current != {"passwords": passwords}:
+        users_arn = _put(sm, users_name, found_users, {"passwords": passwords}, "regvault registry users")
+        changed.append("users secret written" if found_users is None else "users secret converged")
+    everyone = {**passwords, HEALTHCHECK_USER: check_password}
+    htpasswd_arn = found_htpasswd[0] if found_htpasswd else ""
+    if (
+        found_htpasswd is None
+        or changed
+        or _htpasswd_users(str(instance.get("htpasswd", ""))) != set(everyone)
+        or instance.get("healthcheck_user") != HEALTHCHECK_USER
+    ):
+        value = {
+            "htpasswd": htpasswd(everyone),
+            "healthcheck_user": HEALTHCHECK_USER,
+            "healthcheck_password": check_password,
+        }
+        htpasswd_arn = _put(sm, htpasswd_name, found_htpasswd, value, "regvault registry htpasswd (instance)")
+        changed.append("htpasswd written")
+    return UserSecrets(users_arn, htpasswd_arn, changed)
 
 
 def self_signed(hostnames: list[str], addresses: list[str], days: int = 825) -> tuple[str, str]:
@@ -145,8 +182,16 @@ def ensure_tls_secret(sm: Any, name: str, hostnames: list[str], addresses: list[
     return SecretResult(str(arn), ["self-signed certificate generated"])
 
 
+def secret_kms_key(sm: Any, secret_id: str) -> str | None:
+    """The customer KMS key a secret is encrypted with (None: the AWS managed aws/secretsmanager)."""
+    key = sm.describe_secret(SecretId=secret_id).get("KmsKeyId")
+    return str(key) if key and "aws/secretsmanager" not in str(key) else None
+
+
 def check_tls_secret(sm: Any, arn: str) -> SecretResult:
-    """A TlsSecretArn given by the user must hold {"certificate": PEM, "key": PEM}."""
+    """A TlsSecretArn given by the user must hold {"certificate": PEM, "key": PEM}. Under a customer
+    KMS key, reading it needs kms:Decrypt too (the secrets Lambda's role has it through Secrets
+    Manager; the instance's policy gets that key)."""
     found = _get(sm, arn)
     if found is None:
         raise InvalidInput(f"TLS secret {arn} not found")
@@ -154,4 +199,4 @@ def check_tls_secret(sm: Any, arn: str) -> SecretResult:
         found[1]["certificate"]
     ):
         raise InvalidInput(f'TLS secret {arn} must hold JSON {{"certificate": "<PEM>", "key": "<PEM>"}}')
-    return SecretResult(found[0], [])
+    return SecretResult(found[0], [], secret_kms_key(sm, found[0]))

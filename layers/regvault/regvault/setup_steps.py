@@ -11,12 +11,32 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from . import preflight as checks
 from .errors import InvalidInput
-from .launch import LaunchSpec, command_status, is_managed, not_managed_message, send_launch
-from .provision import SetupError, associate_profile, ensure_bucket, ensure_identity
-from .registry_secrets import check_tls_secret, ensure_tls_secret, ensure_users_secret, parse_users
+from .launch import (
+    DEFAULT_IMAGE,
+    DEFAULT_UI_IMAGE,
+    TERMINAL,
+    LaunchSpec,
+    command_status,
+    ecr_repository_arn,
+    is_managed,
+    not_managed_message,
+    send_launch,
+)
+from .provision import (
+    IamNames,
+    InstanceAccess,
+    SetupError,
+    associate_profile,
+    ensure_bucket,
+    ensure_identity,
+    partition_of,
+)
+from .registry_secrets import check_tls_secret, ensure_tls_secret, ensure_user_secrets, parse_users
 
 CHECK_INTERVAL_S = 15  # the state machine's Wait between checks
+RESPONSE_LIMIT = 4096  # CloudFormation refuses a custom resource response body above 4 KiB
 
 
 @dataclass(frozen=True)
@@ -27,7 +47,8 @@ class SetupConfig:
     bucket: str
     root: str = ""
     recovery_days: int = 90
-    image: str = "registry:2"
+    image: str = DEFAULT_IMAGE
+    ui_image: str = DEFAULT_UI_IMAGE
     port: int = 443
     tls_secret_arn: str = ""
     users: str = "admin"
@@ -35,8 +56,21 @@ class SetupConfig:
     enable_ui: bool = False
     replace_existing_profile: bool = False
     launch_document: str = ""
+    partition: str = ""
+    allow_reboot: bool = False
+    # an agent that ran without credentials backs off for up to a day: after this long without it
+    # online, reboot (when allowed) or fail with the remedy
+    agent_grace_s: int = 180
     managed_timeout_s: int = 900
     command_timeout_s: int = 1800
+
+    def __post_init__(self) -> None:
+        if not self.partition:
+            object.__setattr__(self, "partition", partition_of(self.region))
+
+    @property
+    def iam_names(self) -> IamNames:
+        return IamNames.of(self.name, self.region, self.partition)
 
     @classmethod
     def from_properties(cls, props: dict[str, Any]) -> SetupConfig:
@@ -53,7 +87,8 @@ class SetupConfig:
                 bucket=str(props["BucketName"]),
                 root=str(props.get("RootDirectory", "")).strip("/"),
                 recovery_days=int(props.get("RecoveryWindowDays", 90)),
-                image=str(props.get("RegistryImage", "registry:2")),
+                image=str(props.get("RegistryImage") or DEFAULT_IMAGE),
+                ui_image=str(props.get("UiImage") or DEFAULT_UI_IMAGE),
                 port=int(props.get("RegistryPort", 443)),
                 tls_secret_arn=str(props.get("TlsSecretArn", "")),
                 users=str(props.get("RegistryUsers", "admin")),
@@ -61,6 +96,9 @@ class SetupConfig:
                 enable_ui=flag(props.get("EnableUi", "false")),
                 replace_existing_profile=flag(props.get("ReplaceExistingProfile", "false")),
                 launch_document=str(props.get("LaunchDocument", "")),
+                partition=str(props.get("Partition", "")),
+                allow_reboot=flag(props.get("AllowReboot", "false")),
+                agent_grace_s=int(props.get("AgentGraceSeconds", 180)),
                 managed_timeout_s=int(props.get("ManagedTimeoutSeconds", 900)),
                 command_timeout_s=int(props.get("CommandTimeoutSeconds", 1800)),
             )
@@ -68,6 +106,11 @@ class SetupConfig:
             raise InvalidInput(f"setup property {exc.args[0]} is missing") from None
         except ValueError as exc:
             raise InvalidInput(f"setup property has a bad value: {exc}") from None
+
+
+def preflight(config: SetupConfig, ec2: Any, ssm: Any, s3: Any, sm: Any) -> dict[str, Any]:
+    """The first state: read-only checks; every problem at once, before anything is written."""
+    return checks.run(config, ec2, ssm, s3, sm).as_dict()
 
 
 def storage(config: SetupConfig, s3: Any) -> dict[str, Any]:
@@ -78,17 +121,24 @@ def storage(config: SetupConfig, s3: Any) -> dict[str, Any]:
         "changed": result.changed,
         "notes": result.notes,
         "recovery_window_days": result.recovery_window_days,
+        "kms_key": result.kms_key,
     }
 
 
 def secrets(config: SetupConfig, sm: Any, ec2: Any) -> dict[str, Any]:
-    users = ensure_users_secret(sm, f"{config.name}/registry-users", parse_users(config.users))
+    users = ensure_user_secrets(sm, config.name, parse_users(config.users))
     if config.tls_secret_arn:
         tls = check_tls_secret(sm, config.tls_secret_arn)
     else:
         names, addresses = _instance_names(ec2, config.instance_id)
         tls = ensure_tls_secret(sm, f"{config.name}/registry-tls", names, addresses)
-    return {"users_secret_arn": users.arn, "tls_secret_arn": tls.arn, "changed": users.changed + tls.changed}
+    return {
+        "users_secret_arn": users.users_arn,
+        "htpasswd_secret_arn": users.htpasswd_arn,
+        "tls_secret_arn": tls.arn,
+        "tls_kms_key": tls.kms_key,
+        "changed": users.changed + tls.changed,
+    }
 
 
 def _instance_names(ec2: Any, instance_id: str) -> tuple[list[str], list[str]]:
@@ -99,8 +149,23 @@ def _instance_names(ec2: Any, instance_id: str) -> tuple[list[str], list[str]]:
     return names, [*addresses, "127.0.0.1"]
 
 
-def identity(config: SetupConfig, iam: Any, secret_arns: list[str]) -> dict[str, Any]:
-    result = ensure_identity(iam, f"{config.name}-registry", config.bucket, config.root, secret_arns)
+def identity(
+    config: SetupConfig, iam: Any, secrets: dict[str, Any], storage: dict[str, Any]
+) -> dict[str, Any]:
+    """The instance reads the htpasswd and TLS secrets (never the users' plaintext passwords)."""
+    instance_secrets = (secrets["htpasswd_secret_arn"], secrets["tls_secret_arn"])
+    access = InstanceAccess(
+        bucket=config.bucket,
+        root=config.root,
+        partition=config.partition,
+        region=config.region,
+        account=str(secrets["htpasswd_secret_arn"]).split(":")[4],
+        secret_arns=instance_secrets,
+        secret_keys=tuple(k for k in [secrets.get("tls_kms_key")] if k),
+        bucket_key=storage.get("kms_key"),
+        ecr_repository=ecr_repository_arn(config.image, config.partition),
+    )
+    result = ensure_identity(iam, config.iam_names, access)
     return {"profile_arn": result.profile_arn, "role_name": result.role_name, "changed": result.changed}
 
 
@@ -112,17 +177,49 @@ def associate(config: SetupConfig, ec2: Any, profile_arn: str) -> dict[str, Any]
     }
 
 
-def managed(config: SetupConfig, ssm: Any, attempt: int) -> dict[str, Any]:
-    online = is_managed(ssm, config.instance_id)
-    attempt += 1
-    give_up = not online and attempt * CHECK_INTERVAL_S >= config.managed_timeout_s
-    out: dict[str, Any] = {"online": online, "attempt": attempt, "give_up": give_up}
-    if give_up:
-        out["error"] = not_managed_message(config.instance_id, attempt * CHECK_INTERVAL_S)
+def managed(config: SetupConfig, ssm: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """One check of the SSM agent after the association.
+
+    An agent that ran without credentials backs off exponentially (up to about a day), so it may not
+    register for hours after the profile arrives. After ``agent_grace_s`` without it online: reboot
+    the instance once when ``AllowReboot`` is on (the agent registers at boot), else fail at once with
+    the remedies; after a reboot, wait up to ``managed_timeout_s``."""
+    attempt = int(state.get("attempt", 0)) + 1
+    rebooted = bool(state.get("rebooted", False))
+    out: dict[str, Any] = {"online": False, "attempt": attempt, "rebooted": rebooted, "reboot": False}
+    out["give_up"] = False
+    if is_managed(ssm, config.instance_id):
+        return {**out, "online": True}
+    waited = attempt * CHECK_INTERVAL_S
+    if not rebooted and waited >= config.agent_grace_s:
+        if config.allow_reboot:
+            return {**out, "reboot": True}
+        return {**out, "give_up": True, "error": agent_remedy(config.instance_id, waited)}
+    if waited >= config.managed_timeout_s:
+        return {**out, "give_up": True, "error": not_managed_message(config.instance_id, waited)}
     return out
 
 
-def spec(config: SetupConfig, users_secret_arn: str, tls_secret_arn: str) -> LaunchSpec:
+def agent_remedy(instance_id: str, waited: int) -> str:
+    return (
+        f"instance {instance_id} is not managed by SSM {waited} s after its instance profile was "
+        "associated. An SSM agent that ran without credentials backs off for up to a day. Do one of: "
+        "restart the agent on the instance (sudo systemctl restart amazon-ssm-agent; on Ubuntu "
+        "snap.amazon-ssm-agent.amazon-ssm-agent), reboot the instance, redeploy with AllowReboot=true "
+        "(the setup then reboots it), or enable Default Host Management Configuration in Systems Manager; "
+        "then redeploy. Also check that the instance reaches the SSM endpoints"
+    )
+
+
+def reboot(config: SetupConfig, ec2: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """Reboot the instance once (AllowReboot): its SSM agent registers at boot with the new profile."""
+    if not config.allow_reboot:
+        raise SetupError("refusing to reboot: AllowReboot is false")
+    ec2.reboot_instances(InstanceIds=[config.instance_id])
+    return {**state, "reboot": False, "rebooted": True}
+
+
+def spec(config: SetupConfig, secrets: dict[str, Any], storage: dict[str, Any]) -> LaunchSpec:
     return LaunchSpec(
         instance_id=config.instance_id,
         bucket=config.bucket,
@@ -130,24 +227,26 @@ def spec(config: SetupConfig, users_secret_arn: str, tls_secret_arn: str) -> Lau
         root=config.root,
         image=config.image,
         port=config.port,
-        htpasswd_secret=users_secret_arn,
-        tls_secret=tls_secret_arn,
+        htpasswd_secret=str(secrets["htpasswd_secret_arn"]),
+        tls_secret=str(secrets["tls_secret_arn"]),
         notifications_url=config.notifications_url or None,
         enable_ui=config.enable_ui,
+        ui_image=config.ui_image,
+        bucket_kms=bool(storage.get("kms_key")),
     )
 
 
-def launch(config: SetupConfig, ssm: Any, users_secret_arn: str, tls_secret_arn: str) -> dict[str, Any]:
+def launch(config: SetupConfig, ssm: Any, secrets: dict[str, Any], storage: dict[str, Any]) -> dict[str, Any]:
     if not config.launch_document:
         raise InvalidInput("setup property LaunchDocument is missing")
-    command_id = send_launch(ssm, config.launch_document, spec(config, users_secret_arn, tls_secret_arn))
+    command_id = send_launch(ssm, config.launch_document, spec(config, secrets, storage))
     return {"command_id": command_id, "attempt": 0}
 
 
 def command(config: SetupConfig, ssm: Any, command_id: str, attempt: int) -> dict[str, Any]:
     status, tail = command_status(ssm, command_id, config.instance_id)
     attempt += 1
-    done = status in ("Success", "Cancelled", "TimedOut", "Failed", "Cancelling")
+    done = status in TERMINAL
     out: dict[str, Any] = {
         "command_id": command_id,
         "status": status,
@@ -156,7 +255,7 @@ def command(config: SetupConfig, ssm: Any, command_id: str, attempt: int) -> dic
         "ok": status == "Success",
     }
     if done and status != "Success":
-        out["error"] = f"the launch command ended {status} on {config.instance_id}: {tail or 'no output'}"
+        out["error"] = f"{tail or 'no output'} (the launch command ended {status} on {config.instance_id})"
     elif not done and attempt * CHECK_INTERVAL_S >= config.command_timeout_s:
         out.update(
             done=True,
@@ -179,30 +278,43 @@ def failure_reason(error: dict[str, Any] | None) -> str:
     return f"{error.get('Error', 'Error')}: {message or cause or 'no detail'}".replace("\n", " ")[:1000]
 
 
+def response_body(request: dict[str, Any], status: str, reason: str, data: dict[str, Any] | None) -> bytes:
+    """The custom resource's answer, kept under CloudFormation's 4 KiB (the reason is cut first)."""
+    if status not in ("SUCCESS", "FAILED"):
+        raise SetupError(f"bad custom resource status {status}")
+    for limit in (3000, 1500, 500, 100):
+        body = json.dumps(
+            {
+                "Status": status,
+                "Reason": reason[:limit],
+                "PhysicalResourceId": request.get("PhysicalResourceId")
+                or f"regvault-setup-{request.get('LogicalResourceId', 'Setup')}",
+                "StackId": request.get("StackId"),
+                "RequestId": request.get("RequestId"),
+                "LogicalResourceId": request.get("LogicalResourceId"),
+                "Data": data or {},
+            }
+        ).encode()
+        if len(body) <= RESPONSE_LIMIT:
+            return body
+    raise SetupError(f"the custom resource response is {len(body)} bytes, over CloudFormation's 4096")
+
+
 def respond(
-    request: dict[str, Any] | None, status: str, reason: str, data: dict[str, Any] | None = None
+    request: dict[str, Any] | None,
+    status: str,
+    reason: str,
+    data: dict[str, Any] | None = None,
+    url: str | None = None,
 ) -> int:
     """Answer the CloudFormation custom resource (PUT to its pre-signed ResponseURL).
 
-    A run without a custom resource (``regvault setup``) has no request: nothing to answer (0).
-    """
-    if not request or not request.get("ResponseURL"):
+    A run without a custom resource (``regvault setup``) has no request: nothing to answer (0). The
+    URL is passed apart from the request: the state machine's input never holds it (see start)."""
+    url = url or (request or {}).get("ResponseURL")
+    if not request or not url:
         return 0
-    if status not in ("SUCCESS", "FAILED"):
-        raise SetupError(f"bad custom resource status {status}")
-    body = json.dumps(
-        {
-            "Status": status,
-            "Reason": reason[:3000],
-            "PhysicalResourceId": request.get("PhysicalResourceId")
-            or f"regvault-setup-{request.get('LogicalResourceId', 'Setup')}",
-            "StackId": request.get("StackId"),
-            "RequestId": request.get("RequestId"),
-            "LogicalResourceId": request.get("LogicalResourceId"),
-            "Data": data or {},
-        }
-    ).encode()
-    url = str(request.get("ResponseURL", ""))
+    body = response_body(request, status, reason, data)
     if not url.startswith(("https://", "http://127.0.0.1")):
         raise SetupError("the custom resource's ResponseURL is missing or not https")
     put = urllib.request.Request(url, data=body, method="PUT", headers={"Content-Type": ""})  # noqa: S310
@@ -210,28 +322,167 @@ def respond(
         return int(response.status)
 
 
-def launch_action(config: SetupConfig, ssm: Any, event: dict[str, Any]) -> dict[str, Any]:
-    """The launch task's three actions: is the instance managed, send the document, follow it."""
+def answer(event: dict[str, Any], urls: ResponseUrls | None) -> dict[str, Any]:
+    """The respond task: SUCCESS with the stack's outputs, or FAILED with one line saying why."""
+    status = str(event["status"])
+    reason = "registry launched and healthy" if status == "SUCCESS" else failure_reason(event.get("error"))
+    request = dict(event.get("request") or {})
+    url = urls.get(str(request["ResponseKey"])) if request.get("ResponseKey") and urls else None
+    http = respond(request, status, reason, event.get("data"), url)
+    return {"status": status, "reason": reason, "response_http": http}
+
+
+def launch_action(config: SetupConfig, ssm: Any, event: dict[str, Any], ec2: Any = None) -> dict[str, Any]:
+    """The launch task's actions: is the instance managed, reboot it, send the document, follow it."""
     action = event.get("action")
     if action == "managed":
-        return managed(config, ssm, int(event["attempt"]))
+        return managed(config, ssm, dict(event.get("state") or {}))
+    if action == "reboot":
+        return reboot(config, ec2, dict(event.get("state") or {}))
     if action == "send":
-        return launch(config, ssm, event["secrets"]["users_secret_arn"], event["secrets"]["tls_secret_arn"])
+        return launch(config, ssm, event["secrets"], event.get("storage") or {})
     if action == "status":
         return command(config, ssm, event["command_id"], int(event["attempt"]))
     raise InvalidInput(f"unknown launch action {action!r}")
 
 
-def start(event: dict[str, Any], sfn: Any, state_machine_arn: str) -> dict[str, Any]:
-    """The custom resource. Create/Update start the Setup state machine (it answers CloudFormation);
-    Delete answers at once and deletes nothing: the bucket, its data, the IAM chain and secrets stay."""
-    if event["RequestType"] == "Delete":
+class ResponseUrls:
+    """Where the custom resource's pre-signed ResponseURL waits for the respond task.
+
+    The URL lets anyone who holds it answer for the stack, so it stays out of the state machine's input
+    (and so of its execution history): the trigger writes it to the reports bucket under
+    ``setup/responses/<request id>.json``, the respond task reads it from there."""
+
+    PREFIX = "setup/responses/"
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3, self.bucket = s3, bucket
+
+    def put(self, request_id: str, url: str) -> str:
+        key = f"{self.PREFIX}{request_id}.json"
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=json.dumps({"ResponseURL": url}).encode(),
+            ContentType="application/json",
+        )
+        return key
+
+    def get(self, key: str) -> str:
+        if not key.startswith(self.PREFIX):
+            raise InvalidInput(f"not a response key: {key[:80]!r}")
+        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        return str(json.loads(body)["ResponseURL"])
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """The custom resource's AWS side: the state machine, and for Delete and rollbacks the running
+    executions and their SSM commands, and the stack's status."""
+
+    sfn: Any
+    state_machine_arn: str
+    urls: ResponseUrls | None = None
+    cfn: Any = None
+    ssm: Any = None
+
+
+def start(event: dict[str, Any], trigger: Trigger) -> dict[str, Any]:
+    """The custom resource. Every path answers CloudFormation (or leaves it to the execution it
+    started), so a stack never waits out the hour of ServiceTimeout:
+
+    - Create/Update: start the Setup state machine, which answers once the registry is healthy or failed.
+    - Update during UPDATE_ROLLBACK_IN_PROGRESS: answer SUCCESS at once (a rollback that ran the whole
+      setup again could fail and leave UPDATE_ROLLBACK_FAILED) and re-apply the previous settings in
+      the background, without answering.
+    - Delete: stop running setup executions, cancel their launch commands, answer at once; nothing
+      is deleted (bucket, data, IAM chain and secrets stay).
+    - Anything that fails here (bad properties, StartExecution refused): answer FAILED with the reason.
+    """
+    try:
+        return _start(event, trigger)
+    except Exception as exc:  # the custom resource must hear back whatever went wrong here
+        reason = f"the setup could not start: {type(exc).__name__}: {exc}".replace("\n", " ")
+        respond(event, "FAILED", reason)
+        return {"started": False, "error": reason}
+
+
+def _start(event: dict[str, Any], trigger: Trigger) -> dict[str, Any]:
+    kind = event["RequestType"]
+    props = dict(event.get("ResourceProperties") or {})
+    config = SetupConfig.from_properties(props)  # bad properties: FAILED now, not an hour later
+    if kind == "Delete":
+        stopped = stop_running(trigger, config)
         respond(event, "SUCCESS", "nothing deleted: the registry bucket and its data are kept")
-        return {"started": False}
-    request = {k: v for k, v in event.items() if k != "ResourceProperties"}
-    execution = sfn.start_execution(
-        stateMachineArn=state_machine_arn,
-        name=f"{event['RequestType']}-{event['RequestId']}"[:80],
-        input=json.dumps({"request": request, "config": event["ResourceProperties"]}),
+        return {"started": False, **stopped}
+    name = f"{kind}-{event['RequestId']}"[:80]
+    if kind == "Update" and _rolling_back(trigger, str(event.get("StackId", ""))):
+        execution = trigger.sfn.start_execution(
+            stateMachineArn=trigger.state_machine_arn,
+            name=f"rollback-{event['RequestId']}"[:80],
+            input=json.dumps({"request": {}, "config": props}),
+        )["executionArn"]
+        respond(
+            event,
+            "SUCCESS",
+            "rollback answered at once; the previous settings are re-applied by "
+            + execution.rsplit(":", 1)[-1],
+        )
+        return {"started": True, "rollback": True, "execution": execution}
+    request = {
+        k: v
+        for k, v in event.items()
+        if k not in ("ResourceProperties", "OldResourceProperties", "ResponseURL")
+    }
+    if trigger.urls is None:
+        raise SetupError("no bucket for the custom resource's response URL (SETUP_RESPONSES_BUCKET)")
+    request["ResponseKey"] = trigger.urls.put(str(event["RequestId"]), str(event["ResponseURL"]))
+    execution = trigger.sfn.start_execution(
+        stateMachineArn=trigger.state_machine_arn,
+        name=name,
+        input=json.dumps({"request": request, "config": props}),
     )
     return {"started": True, "execution": execution["executionArn"]}
+
+
+def _rolling_back(trigger: Trigger, stack_id: str) -> bool:
+    if trigger.cfn is None or not stack_id:
+        return False
+    stacks = trigger.cfn.describe_stacks(StackName=stack_id)["Stacks"]
+    return bool(stacks) and str(stacks[0].get("StackStatus")) == "UPDATE_ROLLBACK_IN_PROGRESS"
+
+
+def stop_running(trigger: Trigger, config: SetupConfig) -> dict[str, Any]:
+    """Stop the setup executions still running and cancel their launch commands on the instance.
+
+    Best effort: a Delete must answer SUCCESS even when this fails (the stack would end DELETE_FAILED),
+    so each failure is reported in the result and the log, not raised."""
+    stopped: list[str] = []
+    cancelled: list[str] = []
+    errors: list[str] = []
+    try:
+        running = trigger.sfn.list_executions(
+            stateMachineArn=trigger.state_machine_arn, statusFilter="RUNNING"
+        )
+        for execution in running.get("executions", []):
+            try:
+                trigger.sfn.stop_execution(
+                    executionArn=execution["executionArn"],
+                    error="StackDeleted",
+                    cause="the stack is being deleted",
+                )
+                stopped.append(execution["executionArn"])
+            except Exception as exc:  # one that ended meanwhile, a throttle: report, go on
+                errors.append(f"stop {execution['executionArn']}: {exc}")
+        if trigger.ssm is not None and config.launch_document:
+            for command in trigger.ssm.list_commands(InstanceId=config.instance_id).get("Commands", []):
+                document = str(command.get("DocumentName", ""))
+                ours = document == config.launch_document or document.endswith(f"/{config.launch_document}")
+                if ours and command.get("Status") in ("Pending", "InProgress"):
+                    trigger.ssm.cancel_command(
+                        CommandId=command["CommandId"], InstanceIds=[config.instance_id]
+                    )
+                    cancelled.append(command["CommandId"])
+    except Exception as exc:
+        errors.append(str(exc))
+    return {"stopped": stopped, "cancelled": cancelled, "errors": errors}

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
 
@@ -154,15 +155,28 @@ def setup_in_emulator(env: LocalRegistry, console: Console) -> None:
                 "BucketName": env.bucket,
                 "RegistryUsers": "admin,ci",
                 "LaunchDocument": "regvault-launch",
+                # the emulated SSM agent, like a real one that ran without credentials, registers only
+                # after a reboot: the demo allows it (sam deploy's default is to fail with the remedy)
+                "AllowReboot": "true",
+                "AgentGraceSeconds": "30",
             },
         )
+    preflight = out["preflight"]["value"]
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("STEP")
     table.add_column("RESULT")
+    table.add_row("preflight", f"{len(preflight['problems'])} problem(s), nothing written before this passed")
+    for note in preflight["notes"]:
+        table.add_row("", f"[dim]{escape(note)}[/]")
     table.add_row("storage", "; ".join(out["storage"]["value"]["changed"]) or "already converged")
     table.add_row("secrets", "; ".join(out["secrets"]["value"]["changed"]))
     table.add_row("identity", "; ".join(out["identity"]["value"]["changed"]))
     table.add_row("association", f"{out['association']['value']['association']} with {instance}")
+    managed = out["managed"]["value"]
+    table.add_row(
+        "ssm agent",
+        "online after one reboot (AllowReboot=true)" if managed["rebooted"] else "online",
+    )
     table.add_row(
         "launch", f"command {out['launch']['value']['command_id']}: {out['launch']['value']['status']}"
     )

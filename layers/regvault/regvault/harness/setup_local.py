@@ -67,7 +67,8 @@ class LocalSetup:
         machine = resources["SetupStateMachine"]["Properties"]
         definition = (ROOT / machine["DefinitionUri"]).read_text()
         for variable, value in machine["DefinitionSubstitutions"].items():
-            definition = definition.replace("${" + variable + "}", arns[value["GetAtt"].split(".")[0]])
+            resolved = "aws" if value == {"Ref": "AWS::Partition"} else arns[value["GetAtt"].split(".")[0]]
+            definition = definition.replace("${" + variable + "}", resolved)
         doc = json.loads(definition)
         for state in doc["States"].values():
             if state["Type"] == "Wait":
@@ -85,7 +86,11 @@ class LocalSetup:
 
     def instance(self) -> str:
         ec2 = self.clients["ec2"]
-        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        image = next(
+            i["ImageId"]
+            for i in ec2.describe_images(Owners=["amazon"])["Images"]
+            if i.get("Platform") != "windows"
+        )
         return str(ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"])
 
     def run(self, machine: str, properties: dict[str, str], timeout: float = 120) -> dict[str, Any]:
