@@ -327,6 +327,8 @@ def answer(event: dict[str, Any], urls: ResponseUrls | None) -> dict[str, Any]:
     status = str(event["status"])
     reason = "registry launched and healthy" if status == "SUCCESS" else failure_reason(event.get("error"))
     request = dict(event.get("request") or {})
+    if request.get("ResponseKey") and urls is None:
+        raise SetupError("no bucket to read the custom resource's response URL from (SETUP_RESPONSES_BUCKET)")
     url = urls.get(str(request["ResponseKey"])) if request.get("ResponseKey") and urls else None
     http = respond(request, status, reason, event.get("data"), url)
     return {"status": status, "reason": reason, "response_http": http}
