@@ -211,15 +211,20 @@ def trigger(world, event):
     return world["module"].trigger(event, LambdaContext("SetupTriggerFunction"))
 
 
-def run(world, event):
-    started = trigger(world, event)
-    sfn = world["sfn"]
+def finished(world, execution):
+    """The execution once it is no longer RUNNING (30 s at most)."""
     for _ in range(600):
-        status = sfn.describe_execution(executionArn=started["execution"])
+        status = world["sfn"].describe_execution(executionArn=execution)
         if status["status"] != "RUNNING":
             break
         time.sleep(0.05)
-    history = sfn.get_execution_history(executionArn=started["execution"])["events"]
+    return status
+
+
+def run(world, event):
+    started = trigger(world, event)
+    status = finished(world, started["execution"])
+    history = world["sfn"].get_execution_history(executionArn=started["execution"])["events"]
     return status, json.dumps(history, default=str)
 
 
@@ -352,11 +357,7 @@ def test_delete_answers_at_once_stops_a_running_setup_and_deletes_nothing(world,
     assert result["stopped"] == [started["execution"]]
     assert result["cancelled"] == [command["CommandId"]]
     assert cancels == [{"CommandId": command["CommandId"], "InstanceIds": [world["instance"]]}]
-    for _ in range(100):  # the interpreter stops at its next step
-        if sfn.describe_execution(executionArn=started["execution"])["status"] != "RUNNING":
-            break
-        time.sleep(0.05)
-    assert sfn.describe_execution(executionArn=started["execution"])["status"] == "ABORTED"
+    assert finished(world, started["execution"])["status"] == "ABORTED"  # at the interpreter's next step
     assert "reg-bucket" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
@@ -425,12 +426,7 @@ def test_a_rollback_is_answered_at_once_and_reapplies_in_the_background(world, m
     [response] = ResponseCatcher.received
     assert response["Status"] == "SUCCESS" and "rollback answered at once" in response["Reason"]
     assert result["rollback"] is True
-    sfn = world["sfn"]
-    for _ in range(300):
-        done = sfn.describe_execution(executionArn=result["execution"])
-        if done["status"] != "RUNNING":
-            break
-        time.sleep(0.05)
+    done = finished(world, result["execution"])
     # the background run converged and, having no request, answered nobody a second time
     assert done["status"] == "SUCCEEDED" and len(ResponseCatcher.received) == 1
 
