@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from regvault import custom_resource as cr
 from regvault import setup_steps as steps
 from regvault.aws import client
 
@@ -17,9 +18,9 @@ def _config(event: dict[str, Any]) -> steps.SetupConfig:
     return steps.SetupConfig.from_properties(event["config"])
 
 
-def _urls() -> steps.ResponseUrls | None:
+def _urls() -> cr.ResponseUrls | None:
     bucket = os.environ.get("SETUP_RESPONSES_BUCKET")
-    return steps.ResponseUrls(client("s3"), bucket) if bucket else None
+    return cr.ResponseUrls(client("s3"), bucket) if bucket else None
 
 
 @logger.inject_lambda_context
@@ -58,7 +59,7 @@ def launch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 @logger.inject_lambda_context
 def respond(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = steps.answer(event, _urls())
+    result = cr.answer(event, _urls())
     logger.info("setup finished", extra=result)
     return result
 
@@ -66,10 +67,10 @@ def respond(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context
 def trigger(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The custom resource: Create/Update start the state machine, which answers CloudFormation once the
-    registry is healthy (or failed); rollbacks and Delete answer at once (see steps.start)."""
+    registry is healthy (or failed); rollbacks and Delete answer at once (see regvault.custom_resource)."""
     arn = os.environ["SETUP_STATE_MACHINE_ARN"]
-    result = steps.start(
-        event, steps.Trigger(client("stepfunctions"), arn, _urls(), client("cloudformation"), client("ssm"))
+    result = cr.start(
+        event, cr.Trigger(client("stepfunctions"), arn, _urls(), client("cloudformation"), client("ssm"))
     )
     logger.info("custom resource", extra=result)
     return result

@@ -16,8 +16,8 @@ import yaml
 
 from regvault.harness.bench import ANSI, LOG_LINE
 from regvault.harness.local import LocalRegistry
+from regvault.identity import InstanceAccess, instance_policy
 from regvault.launch import LaunchSpec
-from regvault.provision import InstanceAccess, instance_policy
 
 from ..unit.builders import ROOT, CfnLoader
 

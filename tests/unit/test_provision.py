@@ -6,18 +6,9 @@ from moto import mock_aws
 
 from regvault.audit import posture_findings
 from regvault.aws import S3Store
+from regvault.identity import IamNames, InstanceAccess, ensure_identity, instance_policy, ssm_core_arn
 from regvault.layout import RegistryLayout
-from regvault.provision import (
-    IamNames,
-    InstanceAccess,
-    SetupError,
-    associate_profile,
-    ensure_bucket,
-    ensure_identity,
-    instance_policy,
-    ssm_core_arn,
-    tls_statement,
-)
+from regvault.provision import SetupError, associate_profile, ensure_bucket, tls_statement
 
 SEED_S3_ACTIONS = {
     "s3:ListBucket",

@@ -16,7 +16,7 @@ import yaml
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
-from regvault import setup_steps
+from regvault import custom_resource, setup_steps
 from regvault.harness import moto_patches
 
 from .builders import CfnLoader, LambdaContext, load_handler
@@ -345,9 +345,9 @@ def test_delete_answers_at_once_stops_a_running_setup_and_deletes_nothing(world,
     ssm = boto3.client("ssm")
     command = ssm.send_command(InstanceIds=[world["instance"]], DocumentName="regvault-launch")["Command"]
     monkeypatch.setattr(
-        setup_steps.Trigger,
+        custom_resource.Trigger,
         "__init__",
-        wrap_ssm_listing(setup_steps.Trigger.__init__, command["CommandId"], cancels := []),
+        wrap_ssm_listing(custom_resource.Trigger.__init__, command["CommandId"], cancels := []),
     )
     ResponseCatcher.received = []
     # When CloudFormation deletes the custom resource

@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from regvault import setup_steps
+from regvault import custom_resource, setup_steps
+from regvault.custom_resource import failure_reason
 from regvault.errors import InvalidInput
-from regvault.setup_steps import SetupConfig, failure_reason, launch_action
+from regvault.setup_steps import SetupConfig, launch_action
 
 PROPS = {"Name": "rv", "Region": "eu-west-1", "InstanceId": "i-0123456789abcdef0", "BucketName": "b"}
 
@@ -68,9 +69,9 @@ def test_failure_reason_reads_lambda_error_messages():
 
 
 def test_respond_without_a_custom_resource_is_a_no_op():
-    assert setup_steps.respond({}, "SUCCESS", "ok") == 0
+    assert custom_resource.respond({}, "SUCCESS", "ok") == 0
     with pytest.raises(setup_steps.SetupError, match="not https"):
-        setup_steps.respond({"ResponseURL": "ftp://x"}, "SUCCESS", "ok")
+        custom_resource.respond({"ResponseURL": "ftp://x"}, "SUCCESS", "ok")
 
 
 def test_a_response_stays_under_cloudformations_4096_bytes():
@@ -79,10 +80,10 @@ def test_a_response_stays_under_cloudformations_4096_bytes():
         "RequestId": "r",
         "LogicalResourceId": "Setup",
     }
-    body = setup_steps.response_body(request, "FAILED", "x" * 10_000, {"Endpoint": "h" * 200})
+    body = custom_resource.response_body(request, "FAILED", "x" * 10_000, {"Endpoint": "h" * 200})
     assert len(body) <= 4096 and json.loads(body)["Reason"].startswith("xxx")
-    with pytest.raises(setup_steps.SetupError, match="over CloudFormation's 4096"):
-        setup_steps.response_body(request, "SUCCESS", "ok", {"Big": "y" * 5000})
+    with pytest.raises(custom_resource.SetupError, match="over CloudFormation's 4096"):
+        custom_resource.response_body(request, "SUCCESS", "ok", {"Big": "y" * 5000})
 
 
 def test_agent_checks_reboot_once_after_the_grace_when_allowed(monkeypatch):

@@ -12,8 +12,9 @@ from typing import Any, Protocol
 
 from .aws import ClientError, encryption_rules, error_code
 from .errors import InvalidInput
+from .identity import IamNames
 from .launch import ecr_repository_arn
-from .provision import IamNames, bucket_region, kms_key_of
+from .provision import bucket_region, kms_key_of
 from .registry_secrets import secret_kms_key
 
 
