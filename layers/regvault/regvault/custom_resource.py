@@ -17,7 +17,8 @@ RESPONSE_LIMIT = 4096  # CloudFormation refuses a custom resource response body 
 
 
 def failure_reason(error: dict[str, Any] | None) -> str:
-    """One line from a Step Functions error: the Lambda's errorMessage, or the Cause as given."""
+    """One line from a Step Functions error: the Lambda's errorMessage, or the Cause as given (the
+    preflight's every problem included; response_body cuts it to fit CloudFormation's 4 KiB)."""
     if not error:
         return "setup failed"
     cause = str(error.get("Cause", ""))
@@ -26,7 +27,7 @@ def failure_reason(error: dict[str, Any] | None) -> str:
     except json.JSONDecodeError:
         parsed = None
     message = parsed.get("errorMessage") if isinstance(parsed, dict) else None
-    return f"{error.get('Error', 'Error')}: {message or cause or 'no detail'}".replace("\n", " ")[:1000]
+    return f"{error.get('Error', 'Error')}: {message or cause or 'no detail'}".replace("\n", " ")[:3000]
 
 
 def response_body(request: dict[str, Any], status: str, reason: str, data: dict[str, Any] | None) -> bytes:
