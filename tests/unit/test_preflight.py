@@ -7,14 +7,14 @@ import pytest
 from moto import mock_aws
 
 from regvault.cli import main
-from regvault.harness import moto_patches
+from regvault.harness import ssm_agent
 
 
 @pytest.fixture
 def aws(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     with mock_aws():
-        moto_patches.model_ssm_agent()
+        ssm_agent.model_ssm_agent()
         yield {n: boto3.client(n, region_name="eu-west-1") for n in ("ec2", "s3", "iam", "secretsmanager")}
 
 

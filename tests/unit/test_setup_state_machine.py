@@ -17,7 +17,7 @@ from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from regvault import custom_resource, setup_steps
-from regvault.harness import moto_patches
+from regvault.harness import ssm_agent
 
 from .builders import CfnLoader, LambdaContext, load_handler
 
@@ -80,7 +80,7 @@ def world(monkeypatch, cfn_response_url):
         "iam": {"load_aws_managed_policies": True},
     }
     with mock_aws(config=config):
-        moto_patches.model_ssm_agent()  # the SSM agent as AWS documents it: no registration without a reboot
+        ssm_agent.model_ssm_agent()  # the SSM agent as AWS documents it: no registration without a reboot
         boto3.client("s3").create_bucket(Bucket="reports")
         module = load_handler("setup", monkeypatch, {"SETUP_RESPONSES_BUCKET": "reports"})
         functions = {}
@@ -435,7 +435,7 @@ def test_agent_that_ran_without_a_profile_is_rebooted_when_allowed(world):
     # The emulator's agent model: after the association, no registration until a reboot
     status, _ = run(world, create_event(world, AllowReboot="true", AgentGraceSeconds="30"))
     assert status["status"] == "SUCCEEDED"
-    assert moto_patches.AGENT.reboots.get(world["instance"]) == 1
+    assert ssm_agent.AGENT.reboots.get(world["instance"]) == 1
     assert ResponseCatcher.received[0]["Status"] == "SUCCESS"
     assert len(boto3.client("ssm").list_commands()["Commands"]) == 1
 
@@ -447,14 +447,14 @@ def test_agent_that_ran_without_a_profile_fails_at_once_with_the_remedy_when_reb
     assert reason.startswith("InstanceNotManaged") and "is not managed by SSM 30 s after" in reason
     for remedy in ("restart the agent", "reboot the instance", "AllowReboot=true", "Default Host Management"):
         assert remedy in reason
-    assert moto_patches.AGENT.reboots.get(world["instance"]) is None  # never rebooted
+    assert ssm_agent.AGENT.reboots.get(world["instance"]) is None  # never rebooted
     assert boto3.client("ssm").list_commands()["Commands"] == []  # nothing was sent
 
 
 def test_agent_back_off_that_runs_out_needs_no_reboot(world, monkeypatch):
-    monkeypatch.setattr(moto_patches.AGENT, "backoff_s", 0.0)
+    monkeypatch.setattr(ssm_agent.AGENT, "backoff_s", 0.0)
     status, _ = run(world, create_event(world, AgentGraceSeconds="30"))
-    assert status["status"] == "SUCCEEDED" and moto_patches.AGENT.reboots.get(world["instance"]) is None
+    assert status["status"] == "SUCCEEDED" and ssm_agent.AGENT.reboots.get(world["instance"]) is None
 
 
 def test_regvault_setup_reruns_the_last_input_without_answering_cloudformation(world, monkeypatch, capsys):
