@@ -13,8 +13,8 @@ from typing import Any, Protocol
 from .aws import ClientError, encryption_rules, error_code
 from .errors import InvalidInput
 from .identity import IamNames
-from .launch import ecr_repository_arn
-from .provision import bucket_region, kms_key_of
+from .launch import ecr_repository_arn, is_managed
+from .provision import bucket_region, kms_key_of, live_association
 from .registry_secrets import secret_kms_key
 
 
@@ -72,7 +72,7 @@ def run(target: Target, ec2: Any, ssm: Any, s3: Any, sm: Any) -> Preflight:
     if instance is not None:
         _profile(target, ec2, report)
         _metadata(instance, report)
-        _agent(target, ssm, instance, report)
+        _agent(target, ssm, report)
     _bucket(target, s3, report)
     _tls_secret(target, sm, report)
     _image(target, report)
@@ -115,14 +115,11 @@ def _instance(target: Target, ec2: Any, report: Preflight) -> dict[str, Any] | N
 
 
 def _profile(target: Target, ec2: Any, report: Preflight) -> None:
-    names = IamNames.of(target.name, target.region, target.partition)
-    associations = ec2.describe_iam_instance_profile_associations(
-        Filters=[{"Name": "instance-id", "Values": [target.instance_id]}]
-    )["IamInstanceProfileAssociations"]
-    live = [a for a in associations if a.get("State") in ("associating", "associated")]
-    if not live:
+    current = live_association(ec2, target.instance_id)
+    if current is None:
         return
-    arn = str(live[0]["IamInstanceProfile"]["Arn"])
+    names = IamNames.of(target.name, target.region, target.partition)
+    arn = str(current["IamInstanceProfile"]["Arn"])
     if arn.endswith(f"{names.path}{names.profile}"):
         report.notes.append("the instance already has this stack's instance profile")
     elif target.replace_existing_profile:
@@ -149,9 +146,7 @@ def _metadata(instance: dict[str, Any], report: Preflight) -> None:
     )
 
 
-def _agent(target: Target, ssm: Any, instance: dict[str, Any], report: Preflight) -> None:
-    from .launch import is_managed
-
+def _agent(target: Target, ssm: Any, report: Preflight) -> None:
     if is_managed(ssm, target.instance_id):
         report.notes.append("the SSM agent is already online")
         return

@@ -202,6 +202,15 @@ def _ensure_lifecycle(s3: Any, bucket: str, root: str, days: int, result: Storag
 # --- association ---------------------------------------------------------------------------------
 
 
+def live_association(ec2: Any, instance_id: str) -> dict[str, Any] | None:
+    """The instance's current profile association (associating or associated), if any."""
+    associations = ec2.describe_iam_instance_profile_associations(
+        Filters=[{"Name": "instance-id", "Values": [instance_id]}]
+    )["IamInstanceProfileAssociations"]
+    live = [a for a in associations if a.get("State") in ("associating", "associated")]
+    return dict(live[0]) if live else None
+
+
 def associate_profile(ec2: Any, instance_id: str, profile_arn: str, replace_existing: bool) -> str:
     """Associate the instance profile; 'associated', 'already associated' or 'replaced'."""
     try:
@@ -210,14 +219,10 @@ def associate_profile(ec2: Any, instance_id: str, profile_arn: str, replace_exis
         if error_code(exc) in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
             raise SetupError(f"instance {instance_id} not found in this account and region") from None
         raise
-    associations = ec2.describe_iam_instance_profile_associations(
-        Filters=[{"Name": "instance-id", "Values": [instance_id]}]
-    )["IamInstanceProfileAssociations"]
-    live = [a for a in associations if a.get("State") in ("associating", "associated")]
-    if not live:
+    current = live_association(ec2, instance_id)
+    if current is None:
         ec2.associate_iam_instance_profile(IamInstanceProfile={"Arn": profile_arn}, InstanceId=instance_id)
         return "associated"
-    current = live[0]
     if current["IamInstanceProfile"]["Arn"] == profile_arn:
         return "already associated"
     if not replace_existing:
