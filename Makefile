@@ -78,10 +78,10 @@ docs: install system-deps
 
 # Not part of `make test` (a smoke size of it is). BENCH_ARGS="--sizes 1000,10000" for a shorter run.
 bench: $(VENV)/.installed system-deps
-	$(BIN)/python -m regvault.harness.bench --out bench $(BENCH_ARGS)
+	$(BIN)/python -m harness.bench --out bench $(BENCH_ARGS)
 
 demo: $(VENV)/.installed system-deps
-	$(BIN)/python -m regvault.harness.demo
+	$(BIN)/python -m harness.demo
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -7,11 +7,16 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from regvault.audit import AuditRequest, run_audit
-from regvault.aws import Notifier, S3Store, s3_client
-from regvault.lambda_models import AuditEvent, AuditSettings
-from regvault.layout import RegistryLayout
-from regvault.scheduled import load_manifest_cache, manifest_cache_key, publish_report, save_manifest_cache
+from regvault.audit.run import AuditRequest, run_audit
+from regvault.aws.s3 import Notifier, S3Store, s3_client
+from regvault.lambda_edge.events import AuditEvent, AuditSettings
+from regvault.reports.scheduled import (
+    load_manifest_cache,
+    manifest_cache_key,
+    publish_report,
+    save_manifest_cache,
+)
+from regvault.storage.layout import RegistryLayout
 
 logger = Logger()
 tracer = Tracer()

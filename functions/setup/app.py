@@ -1,5 +1,5 @@
 """The Setup state machine's Lambda tasks and the custom resource that starts it. Thin edges over
-regvault.setup_steps; each task returns names, ARNs and statuses only — never a secret value."""
+regvault.setup.steps; each task returns names, ARNs and statuses only — never a secret value."""
 
 import os
 from typing import Any
@@ -7,9 +7,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from regvault import custom_resource as cr
-from regvault import setup_steps as steps
-from regvault.aws import client
+from regvault.aws.s3 import client
+from regvault.setup import custom_resource as cr
+from regvault.setup import steps
 
 logger = Logger()
 
@@ -67,7 +67,7 @@ def respond(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 @logger.inject_lambda_context
 def trigger(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """The custom resource: Create/Update start the state machine, which answers CloudFormation once the
-    registry is healthy (or failed); rollbacks and Delete answer at once (see regvault.custom_resource)."""
+    registry is healthy (or failed); rollbacks and Delete answer at once (regvault.setup.custom_resource)."""
     arn = os.environ["SETUP_STATE_MACHINE_ARN"]
     result = cr.start(
         event, cr.Trigger(client("stepfunctions"), arn, _urls(), client("cloudformation"), client("ssm"))

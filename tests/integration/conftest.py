@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from regvault.harness.local import LocalRegistry, push_samples
+from harness.local import LocalRegistry, push_samples
 
 
 def pytest_collection_modifyitems(items):

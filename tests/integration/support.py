@@ -6,7 +6,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from regvault.harness.local import LocalRegistry
+from harness.local import LocalRegistry
 
 
 def registry_request(
@@ -34,7 +34,7 @@ def all_versions(env: LocalRegistry) -> list[dict[str, Any]]:
 
 
 def ls_json(capsys, *argv: str) -> dict[str, Any]:
-    from regvault.cli import main
+    from regvault.cli.main import main
 
     code = main(["ls", "--format", "json", *argv])
     out, err = capsys.readouterr()

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from regvault.cli import main
-from regvault.harness.local import LocalRegistry
-from regvault.harness.processes import HarnessError
+from harness.local import LocalRegistry
+from harness.processes import HarnessError
+from regvault.cli.main import main
 
 
 def audit(capsys):

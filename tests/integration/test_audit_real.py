@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from regvault.cli import main
-from regvault.digest import Digest
-from regvault.layout import BlobData, LayerLink, RegistryLayout, RevisionLink, TagCurrentLink
+from regvault.cli.main import main
+from regvault.storage.digest import Digest
+from regvault.storage.layout import BlobData, LayerLink, RegistryLayout, RevisionLink, TagCurrentLink
 
 from .support import all_versions, registry_request
 

@@ -3,7 +3,7 @@
 import json
 import math
 
-from regvault.harness import bench
+from harness import bench
 
 METRICS = {"wall_s", "s3_requests", "peak_rss_mb", "throughput_mib_s", "cpu_us_per_version"}
 
@@ -65,7 +65,7 @@ def test_bench_smoke_writes_consistent_results(tmp_path):
         "## Generated registries",
         "## Deep verify from the emulator",
         "## Reading the figures",
-        "python -m regvault.harness.bench",
+        "python -m harness.bench",
     ):
         assert heading in text
     png = (tmp_path / "bench.png").read_bytes()

@@ -29,7 +29,7 @@ PHRASES = (
 def test_make_demo_runs_the_whole_lifecycle_and_cleans_up(tmp_path):
     work, output = tmp_path / "work", tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "regvault.harness.demo", "--workdir", str(work), "--output", str(output)],
+        [sys.executable, "-m", "harness.demo", "--workdir", str(work), "--output", str(output)],
         capture_output=True,
         text=True,
         timeout=300,

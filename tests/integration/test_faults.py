@@ -5,12 +5,12 @@ import hashlib
 
 import pytest
 
-from regvault.audit import AuditRequest, run_audit
-from regvault.aws import S3Store, s3_client
+from harness.faults import FaultInjector
+from regvault.audit.run import AuditRequest, run_audit
+from regvault.aws.s3 import S3Store, s3_client
 from regvault.errors import RegvaultError
-from regvault.harness.faults import FaultInjector
-from regvault.layout import RegistryLayout
-from regvault.restore import apply_plan, plan_restore
+from regvault.restore.apply import apply_plan, plan_restore
+from regvault.storage.layout import RegistryLayout
 
 from .support import all_versions
 

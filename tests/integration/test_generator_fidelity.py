@@ -5,9 +5,9 @@ import hashlib
 import re
 from collections import Counter, defaultdict
 
-from regvault.harness.emulator import S3Emulator
-from regvault.harness.generator import RegistrySimulator, image_from_oci, write_preload
-from regvault.harness.local import LocalRegistry
+from harness.emulator import S3Emulator
+from harness.generator import RegistrySimulator, image_from_oci, write_preload
+from harness.local import LocalRegistry
 
 from .support import registry_request
 

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from regvault.harness.local import LocalRegistry
+from harness.local import LocalRegistry
 
 
 def _alive(pid: int) -> bool:

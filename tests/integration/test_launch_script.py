@@ -14,10 +14,10 @@ import urllib.request
 import pytest
 import yaml
 
-from regvault.harness.bench import ANSI, LOG_LINE
-from regvault.harness.local import LocalRegistry
-from regvault.identity import InstanceAccess, instance_policy
-from regvault.launch import LaunchSpec
+from harness.bench import ANSI, LOG_LINE
+from harness.local import LocalRegistry
+from regvault.setup.identity import InstanceAccess, instance_policy
+from regvault.setup.launch import LaunchSpec
 
 from ..unit.builders import ROOT, CfnLoader
 
@@ -93,7 +93,7 @@ def test_health_check_writes_and_reads_through_the_registry_to_the_bucket(script
         # the probe is an ordinary, complete image: the audit finds nothing wrong with it
         import os
 
-        from regvault.cli import main
+        from regvault.cli.main import main
 
         old = dict(os.environ)
         os.environ.update(env.client_env())

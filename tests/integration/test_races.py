@@ -3,10 +3,10 @@
 import threading
 import time
 
-from regvault.audit import AuditRequest, run_audit
-from regvault.aws import S3Store, s3_client
+from regvault.audit.run import AuditRequest, run_audit
+from regvault.aws.s3 import S3Store, s3_client
 from regvault.errors import NoRegistryFound
-from regvault.layout import RegistryLayout
+from regvault.storage.layout import RegistryLayout
 
 
 def test_audits_during_pushes_and_gc_report_no_damage(scratch):
@@ -54,7 +54,7 @@ def test_restore_racing_a_push_never_leaves_an_incomplete_image_nor_loses_the_pu
     import hashlib
 
     from regvault.errors import RegvaultError
-    from regvault.restore import TagMoved, apply_plan, plan_restore
+    from regvault.restore.apply import TagMoved, apply_plan, plan_restore
 
     from .support import all_versions
 

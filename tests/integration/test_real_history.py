@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from regvault.harness.local import LocalRegistry
-from regvault.layout import RegistryLayout
+from harness.local import LocalRegistry
+from regvault.storage.layout import RegistryLayout
 
 from .support import all_versions, ls_json, registry_request
 

@@ -3,8 +3,9 @@
 import hashlib
 import json
 
-from regvault.digest import Digest
-from regvault.layout import (
+from regvault.images.manifests import DOCKER_LIST, DOCKER_SCHEMA2, OCI_INDEX, OCI_MANIFEST, parse_manifest
+from regvault.storage.digest import Digest
+from regvault.storage.layout import (
     BlobData,
     LayerLink,
     RegistryLayout,
@@ -14,7 +15,6 @@ from regvault.layout import (
     UnknownKey,
     UploadObject,
 )
-from regvault.manifests import DOCKER_LIST, DOCKER_SCHEMA2, OCI_INDEX, OCI_MANIFEST, parse_manifest
 
 from .support import all_versions
 

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from regvault.harness.local import LocalRegistry
+from harness.local import LocalRegistry
 
 
 @pytest.fixture(scope="module")

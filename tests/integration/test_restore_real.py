@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from regvault.cli import main
-from regvault.harness.processes import HarnessError
-from regvault.layout import RegistryLayout
+from harness.processes import HarnessError
+from regvault.cli.main import main
+from regvault.storage.layout import RegistryLayout
 
 from .support import all_versions
 
@@ -129,8 +129,8 @@ def test_restore_whole_deleted_repository_at_a_time_before_deletion(incident, ca
 
 
 def test_push_after_plan_stops_before_moving_the_tag(incident, capsys, cli_env):
-    from regvault.aws import S3Store, s3_client
-    from regvault.restore import TagMoved, apply_plan, plan_restore
+    from regvault.aws.s3 import S3Store, s3_client
+    from regvault.restore.apply import TagMoved, apply_plan, plan_restore
 
     env, d = incident
     cli_env(env)

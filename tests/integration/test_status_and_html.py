@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from regvault.cli import main
+from regvault.cli.main import main
 
 from .support import chromium_screenshot
 
@@ -37,10 +37,10 @@ def test_status_reports_posture_registry_and_last_audit(samples, capsys, cli_env
     }
     assert doc["last_audit"]["missing"] is True
     # after a scheduled audit wrote its reports, status shows its summary
-    from regvault.audit import AuditRequest, run_audit
-    from regvault.aws import S3Store, s3_client
-    from regvault.layout import RegistryLayout
-    from regvault.scheduled import publish_report
+    from regvault.audit.run import AuditRequest, run_audit
+    from regvault.aws.s3 import S3Store, s3_client
+    from regvault.reports.scheduled import publish_report
+    from regvault.storage.layout import RegistryLayout
 
     client = s3_client(endpoint_url=env.emulator.endpoint_url)
     report = run_audit(S3Store(env.bucket, client), RegistryLayout(env.root), AuditRequest())

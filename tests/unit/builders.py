@@ -4,8 +4,8 @@ from typing import Any
 
 import yaml
 
-from regvault.digest import Digest
-from regvault.layout import RegistryLayout
+from regvault.storage.digest import Digest
+from regvault.storage.layout import RegistryLayout
 
 
 def digest_of(label: str) -> Digest:
@@ -63,7 +63,7 @@ def oci_manifest(config: Digest, layers: list[Digest], sizes: dict[Digest, int] 
 
 def push_image(w: RegistryWriter, repository: str, tag: str, label: str) -> Digest:
     """Write what distribution writes for a push of a one-layer image; return the manifest digest."""
-    from regvault.layout import BlobData, LayerLink, RevisionLink, TagCurrentLink, TagIndexLink
+    from regvault.storage.layout import BlobData, LayerLink, RevisionLink, TagCurrentLink, TagIndexLink
 
     config, layer = f"cfg-{label}".encode(), f"layer-{label}".encode()
     for blob in (config, layer):

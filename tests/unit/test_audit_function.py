@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from regvault.digest import Digest
 from regvault.errors import InvalidInput
-from regvault.lambda_models import AuditEvent
-from regvault.layout import BlobData, RegistryLayout
+from regvault.lambda_edge.events import AuditEvent
+from regvault.storage.digest import Digest
+from regvault.storage.layout import BlobData, RegistryLayout
 
 from .builders import LambdaContext, RegistryWriter, alert_inbox, load_handler, push_image, sample_event
 

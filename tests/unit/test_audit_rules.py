@@ -6,12 +6,20 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from regvault.audit import AuditRequest, posture_findings, run_audit
-from regvault.aws import BucketPosture, S3Store
-from regvault.digest import Digest
+from regvault.audit.run import AuditRequest, posture_findings, run_audit
+from regvault.aws.s3 import S3Store
 from regvault.errors import InvalidInput
-from regvault.layout import BlobData, RegistryLayout, RevisionLink, TagCurrentLink, TagIndexLink, UploadObject
-from regvault.manifests import OCI_INDEX
+from regvault.images.manifests import OCI_INDEX
+from regvault.storage.digest import Digest
+from regvault.storage.layout import (
+    BlobData,
+    RegistryLayout,
+    RevisionLink,
+    TagCurrentLink,
+    TagIndexLink,
+    UploadObject,
+)
+from regvault.storage.store import BucketPosture
 
 from .builders import RegistryWriter, push_image
 
@@ -43,7 +51,7 @@ def test_schema1_manifest_is_reported_as_legacy(s3, bucket):
     w = RegistryWriter(s3, bucket)
     layer = b"layer"
     w.put(BlobData(Digest.of(layer)), layer)
-    from regvault.layout import LayerLink
+    from regvault.storage.layout import LayerLink
 
     w.put(LayerLink("old", Digest.of(layer)), Digest.of(layer).link_body())
     put_manifest(

@@ -4,7 +4,7 @@ import pytest
 def test_listing_timestamps_parse_like_botocore_but_fast_path_for_iso8601():
     from botocore.utils import parse_timestamp as botocore_parse
 
-    from regvault.aws import parse_timestamp
+    from regvault.aws.s3 import parse_timestamp
 
     for text in (
         "2026-11-26T20:26:50.000Z",
@@ -22,7 +22,7 @@ def test_versions_pages_parse_exactly_like_botocore(s3, bucket, monkeypatch):
 
     import boto3
 
-    from regvault import aws
+    from regvault.aws import s3 as aws
 
     from .builders import random_history
 
@@ -63,7 +63,7 @@ def test_versions_pages_parse_exactly_like_botocore(s3, bucket, monkeypatch):
 
 
 def test_error_sniffing_is_skipped_only_for_complete_listing_pages():
-    from regvault.aws import listing_or_error_check
+    from regvault.aws.s3 import listing_or_error_check
 
     calls = []
     check = listing_or_error_check(lambda model, response, **_: calls.append(response["body"]))
@@ -86,7 +86,7 @@ def test_error_sniffing_is_skipped_only_for_complete_listing_pages():
 
 
 def test_s3_client_still_lists_and_retries_through_botocore(s3, bucket):
-    from regvault.aws import s3_client
+    from regvault.aws.s3 import s3_client
 
     client = s3_client(region="us-east-1")
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")

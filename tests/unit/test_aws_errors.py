@@ -2,7 +2,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from regvault.aws import S3Store
+from regvault.aws.s3 import S3Store
 from regvault.errors import (
     AccessDenied,
     BucketNotFound,

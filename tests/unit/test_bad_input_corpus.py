@@ -6,15 +6,22 @@ from pathlib import Path
 import boto3
 import pytest
 
-from regvault.audit import AuditRequest, run_audit
-from regvault.aws import S3Store
-from regvault.cli import main
-from regvault.digest import Digest
+from regvault.audit.run import AuditRequest, run_audit
+from regvault.aws.s3 import S3Store
+from regvault.cli.main import main
 from regvault.errors import InvalidInput
-from regvault.lambda_models import AuditEvent, CatalogEvent, RestoreEvent, parse_event
-from regvault.layout import BlobData, LayerLink, RegistryLayout, RevisionLink, TagCurrentLink, TagIndexLink
-from regvault.manifests import OCI_INDEX
-from regvault.reference import Reference
+from regvault.images.manifests import OCI_INDEX
+from regvault.lambda_edge.events import AuditEvent, CatalogEvent, RestoreEvent, parse_event
+from regvault.storage.digest import Digest
+from regvault.storage.layout import (
+    BlobData,
+    LayerLink,
+    RegistryLayout,
+    RevisionLink,
+    TagCurrentLink,
+    TagIndexLink,
+)
+from regvault.storage.reference import Reference
 
 from .builders import RegistryWriter, oci_manifest, push_image
 

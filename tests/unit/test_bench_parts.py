@@ -10,13 +10,13 @@ from threading import Thread
 
 import pytest
 
-from regvault.harness.bench import Results, restore_target
-from regvault.harness.bench_report import goals
-from regvault.harness.generator import synthetic
-from regvault.harness.latency import LatencyProxy, classify
-from regvault.inventory import walk
-from regvault.layout import RegistryLayout
-from regvault.model import RegistryModel
+from harness.bench import Results, restore_target
+from harness.bench_report import goals
+from harness.generator import synthetic
+from harness.latency import LatencyProxy, classify
+from regvault.storage.inventory import walk
+from regvault.storage.layout import RegistryLayout
+from regvault.storage.model import RegistryModel
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -44,7 +44,7 @@ def test_generated_registry_reads_as_a_registry(s3, bucket):
         else:
             s3.put_object(Bucket=bucket, Key=op.key, Body=op.body)
     # Then regvault's model sees every repository, no unknown key, and tags where the simulator has them
-    from regvault.aws import S3Store
+    from regvault.aws.s3 import S3Store
 
     store = S3Store(bucket, s3)
     layout = RegistryLayout("")

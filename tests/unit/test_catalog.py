@@ -1,9 +1,9 @@
 import boto3
 
-from regvault.aws import S3Store
-from regvault.catalog import list_registry
-from regvault.layout import LayerLink, RevisionLink, TagCurrentLink, TagIndexLink
-from regvault.manifests import OCI_MANIFEST
+from regvault.aws.s3 import S3Store
+from regvault.images.listing import list_registry
+from regvault.images.manifests import OCI_MANIFEST
+from regvault.storage.layout import LayerLink, RevisionLink, TagCurrentLink, TagIndexLink
 
 from .builders import RegistryWriter, push_image
 

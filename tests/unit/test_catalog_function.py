@@ -44,7 +44,7 @@ def test_bad_events_are_one_line_errors(handler_module, payload, message):
 
 
 def test_bad_environment_fails_at_cold_start(monkeypatch):
-    from regvault.lambda_models import Settings
+    from regvault.lambda_edge.events import Settings
 
     with pytest.raises(InvalidInput, match="bucket"):
         Settings.from_env({"REGVAULT_BUCKET": ""})

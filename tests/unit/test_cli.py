@@ -3,7 +3,7 @@ import socket
 
 import pytest
 
-from regvault.cli import main
+from regvault.cli.main import main
 
 from .builders import RegistryWriter, push_image
 

@@ -3,10 +3,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from moto.s3 import models as s3_models
 
-from regvault.aws import S3Store, VersionRecord
-from regvault.harness import moto_patches
-from regvault.inventory import Inventory, walk, walk_shards
-from regvault.layout import BlobData, RegistryLayout, TagCurrentLink
+from harness import moto_patches
+from regvault.aws.s3 import S3Store
+from regvault.storage.inventory import Inventory, walk, walk_shards
+from regvault.storage.layout import BlobData, RegistryLayout, TagCurrentLink
+from regvault.storage.store import VersionRecord
 
 from .builders import RegistryWriter, digest_of
 
@@ -112,9 +113,9 @@ def test_inventory_holds_no_object_bodies(s3, bucket):
 
 
 def test_upload_scratch_is_folded_into_one_summary_per_upload(s3, bucket):
-    from regvault.audit import AuditRequest, run_audit
-    from regvault.layout import UploadObject
-    from regvault.model import RegistryModel
+    from regvault.audit.run import AuditRequest, run_audit
+    from regvault.storage.layout import UploadObject
+    from regvault.storage.model import RegistryModel
 
     from .builders import push_image
 
@@ -149,7 +150,7 @@ def test_upload_scratch_is_folded_into_one_summary_per_upload(s3, bucket):
 
 
 def test_folded_shards_merge(s3, bucket):
-    from regvault.layout import UploadObject
+    from regvault.storage.layout import UploadObject
 
     w = RegistryWriter(s3, bucket)
     for repo in ("a", "b"):

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from regvault.errors import InvalidInput
-from regvault.launch import LaunchSpec, command_status, send_launch, wait_until_managed
-from regvault.provision import SetupError
+from regvault.setup.launch import LaunchSpec, command_status, send_launch, wait_until_managed
+from regvault.setup.provision import SetupError
 
 from .builders import ROOT, CfnLoader
 
@@ -141,7 +141,7 @@ def test_send_launch_records_the_command_with_names_only(document):
 def test_image_patterns_are_the_template_and_document_patterns(document):
     import re
 
-    from regvault.launch import REGISTRY_IMAGE_PATTERN, UI_IMAGE_PATTERN
+    from regvault.setup.launch import REGISTRY_IMAGE_PATTERN, UI_IMAGE_PATTERN
 
     template = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
     assert template["Parameters"]["RegistryImage"]["AllowedPattern"] == REGISTRY_IMAGE_PATTERN
@@ -179,7 +179,7 @@ def test_launch_runs_the_registry_on_the_host_network(document):
 
 
 def test_failure_reason_leads_with_the_scripts_own_line():
-    from regvault.launch import explain_output
+    from regvault.setup.launch import explain_output
 
     # GetCommandInvocation keeps the first 24,000 characters of stdout: the end of a long run is lost,
     # while stderr holds only the script's own lines

@@ -2,9 +2,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from regvault.digest import Digest
 from regvault.errors import InvalidInput
-from regvault.layout import (
+from regvault.storage.digest import Digest
+from regvault.storage.layout import (
     BlobData,
     LayerLink,
     RegistryLayout,
@@ -14,7 +14,7 @@ from regvault.layout import (
     UnknownKey,
     UploadObject,
 )
-from regvault.reference import Reference, validate_repository, validate_tag
+from regvault.storage.reference import Reference, validate_repository, validate_tag
 
 D = Digest.parse("sha256:" + "ab" * 32)
 PREFIX = "docker/registry/v2/"

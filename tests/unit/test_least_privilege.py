@@ -3,12 +3,12 @@ runs (under moto) and mapped to IAM actions, then compared with the template's s
 
 import boto3
 
-from regvault.audit import AuditRequest, run_audit
-from regvault.aws import S3Store
-from regvault.catalog import list_registry
-from regvault.digest import Digest
-from regvault.layout import BlobData, RegistryLayout
-from regvault.restore import apply_plan, plan_restore
+from regvault.audit.run import AuditRequest, run_audit
+from regvault.aws.s3 import S3Store
+from regvault.images.listing import list_registry
+from regvault.restore.apply import apply_plan, plan_restore
+from regvault.storage.digest import Digest
+from regvault.storage.layout import BlobData, RegistryLayout
 
 from .builders import RegistryWriter, push_image
 from .test_template import functions, registry_bucket_actions

@@ -4,12 +4,12 @@ import json
 
 import boto3
 
-from regvault.audit import AuditRequest, run_audit
-from regvault.aws import S3Store
-from regvault.cli import main
-from regvault.digest import Digest
-from regvault.layout import BlobData, RegistryLayout
-from regvault.manifest_cache import ManifestCache
+from regvault.audit.run import AuditRequest, run_audit
+from regvault.aws.s3 import S3Store
+from regvault.cli.main import main
+from regvault.images.manifest_cache import ManifestCache
+from regvault.storage.digest import Digest
+from regvault.storage.layout import BlobData, RegistryLayout
 
 from .builders import RegistryWriter, push_image
 

@@ -5,9 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from regvault.digest import Digest
 from regvault.errors import ManifestError
-from regvault.manifests import (
+from regvault.images.manifests import (
     DOCKER_LIST,
     DOCKER_SCHEMA1,
     DOCKER_SCHEMA1_SIGNED,
@@ -17,6 +16,7 @@ from regvault.manifests import (
     OCI_MANIFEST,
     parse_manifest,
 )
+from regvault.storage.digest import Digest
 
 
 def d(n: int) -> str:

@@ -1,4 +1,4 @@
-"""Each emulator fidelity fix (regvault.harness.moto_patches) proven on its own."""
+"""Each emulator fidelity fix (harness.moto_patches) proven on its own."""
 
 import random
 import tracemalloc
@@ -6,7 +6,7 @@ import tracemalloc
 import pytest
 from moto.s3 import models as s3_models
 
-from regvault.harness import moto_patches
+from harness import moto_patches
 
 from .builders import random_history
 

@@ -6,8 +6,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from regvault.cli import main
-from regvault.harness import ssm_agent
+from harness import ssm_agent
+from regvault.cli.main import main
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from regvault.audit import posture_findings
-from regvault.aws import S3Store
-from regvault.identity import IamNames, InstanceAccess, ensure_identity, instance_policy, ssm_core_arn
-from regvault.layout import RegistryLayout
-from regvault.provision import SetupError, associate_profile, ensure_bucket, tls_statement
+from regvault.audit.run import posture_findings
+from regvault.aws.s3 import S3Store
+from regvault.setup.identity import IamNames, InstanceAccess, ensure_identity, instance_policy, ssm_core_arn
+from regvault.setup.provision import SetupError, associate_profile, ensure_bucket, tls_statement
+from regvault.storage.layout import RegistryLayout
 
 SEED_S3_ACTIONS = {
     "s3:ListBucket",

@@ -2,7 +2,7 @@ import pytest
 import yaml
 
 from regvault.errors import InvalidInput
-from regvault.registry_config import RegistrySettings, render
+from regvault.setup.registry_config import RegistrySettings, render
 
 
 def test_aws_config_uses_instance_role_and_region_endpoint():

@@ -7,7 +7,7 @@ from cryptography import x509
 from moto import mock_aws
 
 from regvault.errors import InvalidInput
-from regvault.registry_secrets import (
+from regvault.setup.secrets import (
     HEALTHCHECK_USER,
     check_tls_secret,
     ensure_tls_secret,

@@ -4,7 +4,7 @@ import boto3
 import pytest
 
 from regvault.errors import InvalidInput
-from regvault.layout import RegistryLayout, TagCurrentLink
+from regvault.storage.layout import RegistryLayout, TagCurrentLink
 
 from .builders import LambdaContext, RegistryWriter, alert_inbox, load_handler, push_image, sample_event
 
@@ -61,8 +61,8 @@ def test_apply_restores_notifies_and_emits_metrics(deployed, s3, bucket, capsys)
 def test_blobs_brought_back_restart_the_registry_through_ssm(deployed, s3, bucket):
     module, *_ = deployed
     key = RegistryLayout("").key  # delete the first image's layer (a GC would)
-    from regvault.digest import Digest
-    from regvault.layout import BlobData
+    from regvault.storage.digest import Digest
+    from regvault.storage.layout import BlobData
 
     s3.delete_object(Bucket=bucket, Key=key(BlobData(Digest.of(b"layer-a"))))
     result = module.handler({"repository": "team/app", "tag": "1.0", "previous": 1, "apply": True}, CONTEXT)

@@ -8,11 +8,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from regvault.aws import S3Store
-from regvault.digest import Digest
+from regvault.aws.s3 import S3Store
 from regvault.errors import InvalidInput
-from regvault.layout import BlobData, RegistryLayout, RevisionLink, TagCurrentLink
-from regvault.restore import NotRestorable, apply_plan, plan_restore
+from regvault.restore.apply import NotRestorable, apply_plan, plan_restore
+from regvault.storage.digest import Digest
+from regvault.storage.layout import BlobData, RegistryLayout, RevisionLink, TagCurrentLink
 
 from .builders import RegistryWriter, push_image
 
@@ -100,7 +100,7 @@ def test_restore_role_never_deletes(s3, bucket):
 
 
 def test_naive_and_out_of_range_times_are_refused(s3, bucket):
-    from regvault.restore import parse_time
+    from regvault.restore.apply import parse_time
 
     for text in ("2026-11-20T10:00:00", "2026-13-01T00:00:00Z", "", "10:00"):
         with pytest.raises(InvalidInput):
@@ -165,7 +165,7 @@ def test_every_version_present_before_a_restore_is_present_after(ops, previous):
 
 
 def test_objects_above_the_single_copy_limit_use_the_managed_multipart_copy(s3, bucket, monkeypatch):
-    import regvault.aws as aws
+    import regvault.aws.s3 as aws
 
     # Given a copy limit lowered to 1 MiB so that a 6 MiB object takes the multipart path
     monkeypatch.setattr(aws, "MAX_SINGLE_COPY", 1024 * 1024)

@@ -16,8 +16,9 @@ import yaml
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
-from regvault import custom_resource, setup_steps
-from regvault.harness import ssm_agent
+from harness import ssm_agent
+from regvault.setup import custom_resource
+from regvault.setup import steps as setup_steps
 
 from .builders import CfnLoader, LambdaContext, load_handler
 
@@ -458,7 +459,7 @@ def test_agent_back_off_that_runs_out_needs_no_reboot(world, monkeypatch):
 
 
 def test_regvault_setup_reruns_the_last_input_without_answering_cloudformation(world, monkeypatch, capsys):
-    from regvault.cli import main
+    from regvault.cli.main import main
 
     monkeypatch.setattr(setup_steps, "is_managed", lambda ssm, instance: True)
     status, _ = run(world, create_event(world))

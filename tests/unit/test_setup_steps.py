@@ -2,10 +2,11 @@ import json
 
 import pytest
 
-from regvault import custom_resource, setup_steps
-from regvault.custom_resource import failure_reason
 from regvault.errors import InvalidInput
-from regvault.setup_steps import SetupConfig, launch_action
+from regvault.setup import custom_resource
+from regvault.setup import steps as setup_steps
+from regvault.setup.custom_resource import failure_reason
+from regvault.setup.steps import SetupConfig, launch_action
 
 PROPS = {"Name": "rv", "Region": "eu-west-1", "InstanceId": "i-0123456789abcdef0", "BucketName": "b"}
 

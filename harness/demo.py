@@ -1,0 +1,214 @@
+"""``make demo``: the embedded default, end to end, on real parts.
+
+Starts the S3 emulator and the real registry on loopback, pushes the sample images with skopeo
+(OCI, Docker schema2, an OCI index and a Docker manifest list), audits (clean), plays the incidents
+people fear (a bad re-push, a manifest delete, garbage-collect --delete-untagged, an S3-level delete),
+shows ls, the audit catching each, history, restores planned and applied, a final clean audit and
+skopeo pulling what came back. Every process it started is stopped by PID, on failure and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.rule import Rule
+from rich.table import Table
+
+from harness.local import LocalRegistry, push_samples
+from harness.setup_local import HANDLERS, LocalSetup
+from regvault.cli.main import main as regvault
+
+
+def _delete_manifest(env: LocalRegistry, repository: str, digest: str) -> int:
+    token = base64.b64encode(f"{env.registry.user}:{env.registry.password}".encode()).decode()
+    request = urllib.request.Request(
+        f"http://{env.registry.address}/v2/{repository}/manifests/{digest}",
+        method="DELETE",
+        headers={"Authorization": f"Basic {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        return int(response.status)
+
+
+def run(workdir: Path | None, output: Path, console: Console) -> int:
+    started = time.monotonic()
+    console.print(Rule("[bold]regvault demo[/]: a real registry on an S3 emulator, all on 127.0.0.1"))
+    with LocalRegistry(workdir, lambda_handlers=str(HANDLERS)) as env:
+        console.print(f"S3 emulator (moto server, patched)  {env.emulator.endpoint_url}")
+        console.print(
+            f"registry (docker-registry 2.8.2)     http://{env.registry.address}  bucket {env.bucket}"
+        )
+        console.print(f"working directory                    {env.workdir}\n")
+        os.environ.update(env.client_env())
+        output.mkdir(parents=True, exist_ok=True)
+
+        step(console, 0, "setup: the template's Setup state machine, run by the emulator")
+        setup_in_emulator(env, console)
+
+        step(console, 1, "push sample images with skopeo")
+        with console.status("pushing…"):
+            pushed = push_samples(env)
+        for reference, item in pushed.items():
+            console.print(f"  pushed {reference:<20} {item['digest']}")
+
+        step(console, 2, "regvault audit on the healthy registry")
+        clean = regvault(["audit"])
+        console.print(
+            f"[dim]exit code {clean} (0: no error; warnings: the lifted TLS policy, the recovery window)[/]"
+        )
+
+        step(console, 3, "incidents people fear")
+        time.sleep(1.1)  # S3 times have one-second resolution: keep "before" and "after" apart
+        before = datetime.now(UTC)
+        time.sleep(1.1)
+        lay = env.layout
+        bad = lay.tag("app-1.0-bad", lay.image([lay.layer("base-1", 4096), lay.layer("oops")], label="bad"))
+        digest = env.push(bad, "team/app:1.0")
+        console.print(
+            f"  a bad re-push over team/app:1.0 -> {digest[:19]}… (the old image lives on in S3 versions)"
+        )
+        api = pushed["team/api:2.0"]["digest"]
+        status = _delete_manifest(env, "team/api", api)
+        console.print(f"  DELETE /v2/team/api/manifests/{api[:19]}… -> HTTP {status} (the tag is gone)")
+        env.registry.garbage_collect(delete_untagged=True)
+        env.registry.restart()  # drop the in-memory blob-descriptor cache (distribution #3743)
+        console.print(
+            "  docker-registry garbage-collect --delete-untagged (sweeps index children: distribution #3004)"
+        )
+        big = max(pushed["team/app:1.1"]["image"].blobs.items(), key=lambda kv: kv[1])[0]
+        env.s3.delete_object(Bucket=env.bucket, Key=env.layout_key_of_blob(big))
+        console.print(f"  an S3-level delete of team/app:1.1's 6 MiB layer {big[:19]}…")
+
+        step(console, 4, "regvault ls: deleted tags and earlier digests included")
+        regvault(["ls"])
+
+        step(console, 5, "regvault audit: what broke, and whether S3 versions can bring it back")
+        broken = regvault(["audit"])
+        for fmt, name in (("json", "audit-broken.json"), ("html", "audit-broken.html")):
+            regvault(["audit", "--format", fmt, "--output", str(output / name)])
+        console.print(f"[dim]exit code {broken} (1: errors found); reports in {output}/audit-broken.*[/]")
+
+        step(console, 6, "regvault history team/app:1.0")
+        regvault(["history", "team/app:1.0"])
+
+        step(console, 7, "restore: plan first, then apply (copy-forward, nothing deleted)")
+        regvault(["restore", "team/app:1.0", "--previous"])
+        regvault(["restore", "team/app:1.0", "--previous", "--apply"])
+        for reference in ("team/multi:1", "team/multi-list:1", "team/app:1.1"):
+            regvault(
+                [
+                    "restore",
+                    reference,
+                    "--to",
+                    pushed[reference]["digest"],
+                    "--apply",
+                    "--format",
+                    "json",
+                    "--output",
+                    str(output / f"restore-{reference.replace('/', '_').replace(':', '-')}.json"),
+                ]
+            )
+            console.print(f"  restored {reference} in place (its swept or deleted objects copied forward)")
+        regvault(["restore", "team/api", "--at", before.isoformat(), "--apply"])
+        env.registry.restart()  # blobs came back: drop the blob-descriptor cache
+
+        step(console, 8, "the final audit, and skopeo pulling what came back")
+        final = regvault(["audit"])
+        for fmt, name in (("json", "audit.json"), ("markdown", "audit.md"), ("html", "audit.html")):
+            regvault(["audit", "--format", fmt, "--output", str(output / name)])
+        pulled = 0
+        for reference, everything in (
+            ("team/app:1.0", False),
+            ("team/multi:1", True),
+            ("team/api:2.0", False),
+        ):
+            env.skopeo.pull(reference, env.workdir / f"pull-{pulled}", all_images=everything)
+            pulled += 1
+            console.print(f"  skopeo pulled and verified {reference}")
+        console.print(f"[dim]reports: {output}/audit.html (open it in a browser), audit.json, audit.md[/]")
+        console.print(Rule(f"done in {time.monotonic() - started:.0f} s; stopping the emulator and registry"))
+        ok = clean == 0 and broken == 1 and final == 0 and pulled == 3
+        return 0 if ok else 1
+
+
+def setup_in_emulator(env: LocalRegistry, console: Console) -> None:
+    """The same ASL and Lambda handlers sam deploy installs: bucket, secrets, IAM chain, association
+    with an emulated instance, and the launch command (recorded; the registry itself runs locally)."""
+    setup = LocalSetup(env.emulator)
+    machine, instance = setup.deploy(), setup.instance()
+    with console.status("running the Setup state machine…"):
+        out = setup.run(
+            machine,
+            {
+                "Name": "regvault-demo",
+                "Region": "us-east-1",
+                "InstanceId": instance,
+                "BucketName": env.bucket,
+                "RegistryUsers": "admin,ci",
+                "LaunchDocument": "regvault-launch",
+                # the emulated SSM agent, like a real one that ran without credentials, registers only
+                # after a reboot: the demo allows it (sam deploy's default is to fail with the remedy)
+                "AllowReboot": "true",
+                "AgentGraceSeconds": "30",
+            },
+        )
+    preflight = out["preflight"]["value"]
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("STEP")
+    table.add_column("RESULT")
+    table.add_row("preflight", f"{len(preflight['problems'])} problem(s), nothing written before this passed")
+    for note in preflight["notes"]:
+        table.add_row("", f"[dim]{escape(note)}[/]")
+    table.add_row("storage", "; ".join(out["storage"]["value"]["changed"]) or "already converged")
+    table.add_row("secrets", "; ".join(out["secrets"]["value"]["changed"]))
+    table.add_row("identity", "; ".join(out["identity"]["value"]["changed"]))
+    table.add_row("association", f"{out['association']['value']['association']} with {instance}")
+    managed = out["managed"]["value"]
+    table.add_row(
+        "ssm agent",
+        "online after one reboot (AllowReboot=true)" if managed["rebooted"] else "online",
+    )
+    table.add_row(
+        "launch", f"command {out['launch']['value']['command_id']}: {out['launch']['value']['status']}"
+    )
+    console.print(table)
+    [command] = setup.clients["ssm"].list_commands()["Commands"]
+    names = {k: v[0] for k, v in command["Parameters"].items() if k != "ConfigBase64"}
+    console.print(f"  SendCommand parameters (names, never secret values): {names}")
+    # Locally the emulator speaks plain HTTP, and moto enforces the TLS-only bucket policy the setup
+    # just added: lift that one statement here (the audit reports it as INSECURE_TRANSPORT_ALLOWED).
+    env.s3.delete_bucket_policy(Bucket=env.bucket)
+    console.print(
+        "  [dim]local only: the TLS-only bucket policy is lifted (the emulator speaks plain HTTP)[/]"
+    )
+
+
+def step(console: Console, number: int, title: str) -> None:
+    console.print()
+    console.print(Rule(f"{number}. {title}"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="regvault-demo", description=__doc__)
+    parser.add_argument("--workdir", type=Path, help="keep the harness files here (default: a temp dir)")
+    parser.add_argument("--output", type=Path, default=Path("demo-output"), help="where the reports go")
+    args = parser.parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
+    try:
+        sys.exit(run(args.workdir, args.output, console))
+    except KeyboardInterrupt:
+        console.print("\n[yellow]interrupted: every process the demo started was stopped[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""One object for the whole local setup: emulator + versioned bucket + registry + skopeo."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from harness.emulator import S3Emulator
+from harness.images import BuiltImage, OciLayout, Skopeo
+from harness.processes import Supervisor
+from harness.registry import RegistryServer
+
+
+class LocalRegistry:
+    """Start with ``with LocalRegistry() as env:``; everything stops on exit, also on errors."""
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        bucket: str | None = None,
+        root: str = "",
+        blob_descriptor_cache: str | None = None,
+        versioned: bool = True,
+        tls: bool = False,
+        lambda_handlers: str | None = None,
+    ) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="regvault-harness-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.bucket = bucket or f"regvault-{secrets.token_hex(4)}"
+        self.root = root
+        self.supervisor = Supervisor(self.workdir)
+        try:
+            self.emulator = S3Emulator(self.supervisor, lambda_handlers=lambda_handlers)
+            self.s3 = self.emulator.client("s3")
+            self.s3.create_bucket(Bucket=self.bucket)
+            if versioned:
+                self.s3.put_bucket_versioning(
+                    Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
+                )
+            self.registry = RegistryServer(
+                self.supervisor,
+                self.workdir,
+                self.emulator,
+                self.bucket,
+                root=root,
+                blob_descriptor_cache=blob_descriptor_cache,
+                tls=tls,
+            )
+            self.skopeo = Skopeo(
+                self.workdir, self.registry.address, self.registry.user, self.registry.password
+            )
+            self.layout = OciLayout(self.workdir / "oci")
+        except BaseException:
+            self.close()
+            raise
+
+    def push(self, image: BuiltImage, destination: str, *, docker_v2s2: bool = False) -> str:
+        """Push a tagged image of ``self.layout`` to ``repo:tag``; return the digest the registry stored."""
+        return self.skopeo.push(
+            self.layout, image.ref, destination, all_images=image.is_index, docker_v2s2=docker_v2s2
+        )
+
+    def layout_key_of_blob(self, digest: str) -> str:
+        from regvault.storage.digest import Digest
+        from regvault.storage.layout import BlobData, RegistryLayout
+
+        return RegistryLayout(self.root).key(BlobData(Digest.parse(digest)))
+
+    def client_env(self) -> dict[str, str]:
+        return {**self.emulator.client_env(), "REGVAULT_BUCKET": self.bucket, "REGVAULT_ROOT": self.root}
+
+    def close(self) -> None:
+        self.supervisor.close()
+
+    def remove_workdir(self) -> None:
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalRegistry:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def push_samples(env: LocalRegistry) -> dict[str, Any]:
+    """The sample registry of the demo and the integration tests; returns what was pushed.
+
+    - ``library/base:1``      OCI image, two shared base layers
+    - ``team/app:1.0``, ``team/app:1.1``  OCI images on the shared base, one with a 6 MiB layer
+    - ``team/api:2.0``        Docker schema2 (skopeo --format v2s2)
+    - ``team/multi:1``        OCI index, children linux/amd64 and linux/arm64
+    - ``team/multi-list:1``   Docker manifest list (--all --format v2s2)
+    """
+    lay = env.layout
+    base1, base2 = lay.layer("base-1", 4096), lay.layer("base-2", 8192)
+    pushed: dict[str, Any] = {}
+
+    def push(ref: str, image: BuiltImage, destination: str, v2s2: bool = False) -> None:
+        lay.tag(ref, image)
+        pushed[destination] = {"image": image, "digest": env.push(image, destination, docker_v2s2=v2s2)}
+
+    push("base", lay.image([base1, base2], label="base"), "library/base:1")
+    push("app-1.0", lay.image([base1, base2, lay.layer("app-1.0")], label="app 1.0"), "team/app:1.0")
+    big = lay.layer("app-1.1-big", 6 * 1024 * 1024)
+    push("app-1.1", lay.image([base1, base2, big], label="app 1.1"), "team/app:1.1")
+    push("api-2.0", lay.image([base1, lay.layer("api-2.0")], label="api 2.0"), "team/api:2.0", v2s2=True)
+    amd = lay.image([base1, lay.layer("multi-amd64")], arch="amd64", label="multi")
+    arm = lay.image([base1, lay.layer("multi-arm64")], arch="arm64", label="multi")
+    push("multi", lay.index([amd, arm]), "team/multi:1")
+    amd2 = lay.image([base2, lay.layer("list-amd64")], arch="amd64", label="list")
+    arm2 = lay.image([base2, lay.layer("list-arm64")], arch="arm64", label="list")
+    push("multi-list", lay.index([amd2, arm2]), "team/multi-list:1", v2s2=True)
+    return pushed

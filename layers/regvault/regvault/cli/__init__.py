@@ -1,0 +1,1 @@
+"""The `regvault` command: the parser, common options and progress, one module per command."""

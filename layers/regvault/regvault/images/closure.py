@@ -1,0 +1,387 @@
+"""What one image needs in S3, and which object version can provide each piece.
+
+The single source of truth for "can this image be restored": the audit's history check, ``regvault
+history`` and the restore planner all ask ``plan_image``. Each needed object is either fine as it is
+(``ok``), can be brought back by copying an old version forward (``copy``, with the exact source key and
+version), or has no suitable version left (``missing``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from regvault.errors import InvalidInput, ManifestError, ObjectMissing, ObjectTooLarge
+from regvault.images.manifests import MAX_MANIFEST_BYTES, Manifest, parse_manifest
+from regvault.storage.digest import Digest, parse_link_body
+from regvault.storage.inventory import KeyHistory, ObjectVersion
+from regvault.storage.layout import BlobData, LayerLink, RevisionLink, TagCurrentLink, TagIndexLink
+from regvault.storage.model import (
+    LINK_SIZES,
+    RegistryModel,
+    RepositoryKeys,
+    TagKeys,
+    link_candidates,
+    resolve_by_etag,
+)
+
+
+class ObjectReader(Protocol):
+    def get_bytes(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes: ...
+
+
+def has_data(history: KeyHistory | None) -> bool:
+    return history is not None and any(not v.is_delete_marker for v in history.versions)
+
+
+def is_live(history: KeyHistory | None) -> bool:
+    return history is not None and history.current is not None
+
+
+# --- manifest bodies ---------------------------------------------------------------------------
+
+
+@dataclass
+class ManifestRead:
+    version_id: str
+    size: int
+    digest_ok: bool | None  # None: not checked (the object was too large or vanished)
+    manifest: Manifest | None
+    error: str | None
+
+
+class ManifestSource:
+    """Reads manifest blobs (any version) once each, with their digest checked."""
+
+    def __init__(self, reader: ObjectReader, model: RegistryModel, known: Any = None) -> None:
+        self.reader = reader
+        self.model = model
+        self.cache: dict[tuple[Digest, str], ManifestRead] = {}
+        self.known = known  # a ManifestCache from an earlier run: versions it knows are not read again
+
+    def _read(self, digest: Digest, version: ObjectVersion) -> ManifestRead:
+        cached = self.cache.get((digest, version.version_id))
+        if cached is not None:
+            return cached
+        if self.known is not None:
+            known: ManifestRead | None = self.known.lookup(digest, version)
+            if known is not None:
+                self.cache[(digest, version.version_id)] = known
+                return known
+        key = self.model.layout.key(BlobData(digest))
+        try:
+            body = self.reader.get_bytes(key, version.version_id, max_bytes=MAX_MANIFEST_BYTES)
+        except ObjectTooLarge:
+            read = ManifestRead(version.version_id, version.size, None, None, "larger than 4 MiB")
+        except ObjectMissing:
+            read = ManifestRead(
+                version.version_id, version.size, False, None, "version vanished while reading"
+            )
+        else:
+            ok = hashlib.new(digest.algorithm, body).hexdigest() == digest.hex
+            try:
+                read = ManifestRead(version.version_id, len(body), ok, parse_manifest(body), None)
+            except ManifestError as exc:
+                read = ManifestRead(version.version_id, len(body), ok, None, str(exc))
+        self.cache[(digest, version.version_id)] = read
+        if self.known is not None:
+            self.known.remember(digest, version, read)
+        return read
+
+    def current(self, digest: Digest) -> ManifestRead | None:
+        history = self.model.blobs.get(digest)
+        if history is None or history.current is None:
+            return None
+        return self._read(digest, history.current)
+
+    def best_recoverable(self, digest: Digest) -> ManifestRead | None:
+        """The newest data version whose bytes hash to the digest and parse (None: none left)."""
+        history = self.model.blobs.get(digest)
+        if history is None:
+            return None
+        for version in history.data_versions:
+            read = self._read(digest, version)
+            if read.digest_ok and read.manifest is not None:
+                return read
+        return None
+
+    def prefetch(self, digests: Iterable[Digest], workers: int, historical: bool = False) -> None:
+        jobs = []
+        for digest in set(digests):
+            history = self.model.blobs.get(digest)
+            if history is None:
+                continue
+            versions = history.data_versions if historical else ([history.current] if history.current else [])
+            jobs += [(digest, v) for v in versions[:1]]
+        if not jobs:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            list(pool.map(lambda job: self._read(*job), jobs))
+
+
+# --- link reading ------------------------------------------------------------------------------
+
+
+class LinkReader:
+    """Which digest a link version holds: from its ETag when possible, otherwise by reading it."""
+
+    def __init__(self, reader: ObjectReader) -> None:
+        self.reader = reader
+        self.cache: dict[tuple[str, str], Digest | str] = {}
+
+    def resolve(self, history: KeyHistory, version: ObjectVersion, candidates: list[Digest]) -> Digest | str:
+        """The digest, or a string saying why the link is malformed."""
+        digest = resolve_by_etag(version, candidates)
+        if digest is not None:
+            return digest
+        cached = self.cache.get((history.key, version.version_id))
+        if cached is not None:
+            return cached
+        try:
+            body = self.reader.get_bytes(history.key, version.version_id, max_bytes=1024)
+            result: Digest | str = parse_link_body(body)
+        except ObjectTooLarge:
+            result = "link body larger than 1 KiB"
+        except InvalidInput as exc:
+            result = str(exc)
+        except ObjectMissing:
+            result = "version vanished while reading"
+        self.cache[(history.key, version.version_id)] = result
+        return result
+
+    def holds(self, history: KeyHistory, version: ObjectVersion, expected: Digest) -> bool | str:
+        """True when the link version holds exactly ``expected``; else the reason."""
+        if version.size == LINK_SIZES.get(expected.algorithm) and version.etag == expected.link_etag():
+            return True
+        result = self.resolve(history, version, [])
+        if isinstance(result, Digest):
+            return True if result == expected else f"holds {result} instead of {expected}"
+        return result
+
+
+# --- tag history ---------------------------------------------------------------------------------
+
+EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+def tag_pointers(
+    links: LinkReader, repo: RepositoryKeys, tag: TagKeys
+) -> list[tuple[Digest, datetime | None]]:
+    """Every digest the tag pointed at, with the most recent time it was set to it, newest first.
+
+    From the versions of ``current/link`` (resolved by ETag, read when needed) and the tag's index
+    entries (which outlive ``current/link`` versions that were never written or have expired).
+    """
+    out: dict[Digest, datetime | None] = {}
+    candidates = link_candidates(repo, tag)
+    if tag.current is not None:
+        for version in tag.current.data_versions:
+            result = links.resolve(tag.current, version, candidates)
+            if isinstance(result, Digest) and result not in out:
+                out[result] = version.last_modified
+    for digest, history in tag.index.items():
+        if digest not in out and has_data(history):
+            out[digest] = history.first_written
+    return sorted(out.items(), key=lambda kv: kv[1] or EPOCH, reverse=True)
+
+
+def pointer_at(links: LinkReader, repo: RepositoryKeys, tag: TagKeys, when: datetime) -> Digest | None:
+    """The digest the tag pointed at at ``when`` (None: the tag did not exist or was deleted then)."""
+    if tag.current is None:
+        return None
+    version = tag.current.version_at(when)
+    if version is None:
+        return None
+    result = links.resolve(tag.current, version, link_candidates(repo, tag))
+    return result if isinstance(result, Digest) else None
+
+
+# --- the closure plan ----------------------------------------------------------------------------
+
+OK, COPY, MISSING = "ok", "copy", "missing"
+# restore order: blobs, then manifests' blobs, then links, then the tag's index, its current link last
+PHASES = ("blob", "manifest", "layer-link", "revision-link", "tag-index", "tag-current")
+
+
+@dataclass
+class Need:
+    phase: str
+    key: str
+    digest: Digest  # the digest the object is (blob) or must point at (link)
+    state: str = OK
+    source_key: str | None = None  # for COPY: the key and version copied onto ``key``
+    source_version: str | None = None
+    source_time: datetime | None = None
+    size: int | None = None
+    note: str = ""
+
+    def copy_from(self, key: str, version: ObjectVersion) -> None:
+        self.state, self.source_key = COPY, key
+        self.source_version, self.source_time = version.version_id, version.last_modified
+
+    def gone(self, why: str) -> None:
+        self.state, self.note = MISSING, why
+
+
+@dataclass
+class ImagePlan:
+    repository: str
+    tag: str | None
+    digest: Digest
+    needs: list[Need] = field(default_factory=list)
+    media_type: str | None = None
+    size: int = 0  # manifest(s) + blobs, bytes
+
+    @property
+    def missing(self) -> list[Need]:
+        return [n for n in self.needs if n.state == MISSING]
+
+    @property
+    def copies(self) -> list[Need]:
+        return sorted((n for n in self.needs if n.state == COPY), key=lambda n: PHASES.index(n.phase))
+
+    @property
+    def recoverable(self) -> bool:
+        return not self.missing
+
+
+class Planner:
+    def __init__(self, model: RegistryModel, manifests: ManifestSource, links: LinkReader) -> None:
+        self.model = model
+        self.layout = model.layout
+        self.manifests = manifests
+        self.links = links
+
+    def image(self, repository: str, digest: Digest, tag: str | None, move_tag: bool = False) -> ImagePlan:
+        """The plan to make ``repository@digest`` whole (and ``tag`` point at it when ``move_tag``)."""
+        repo = self.model.repositories.get(repository)
+        plan = ImagePlan(repository, tag, digest)
+        seen: set[tuple[str, Digest]] = set()
+        self._manifest(plan, repo, digest, None, seen, top=True)
+        if tag is not None:
+            self._link(
+                plan, repo, "tag-index", self.layout.key(TagIndexLink(repository, tag, digest)), digest
+            )
+            if move_tag:
+                self._link(
+                    plan, repo, "tag-current", self.layout.key(TagCurrentLink(repository, tag)), digest
+                )
+        # one need per key: the first (deepest) occurrence wins
+        unique: dict[str, Need] = {}
+        for need in plan.needs:
+            unique.setdefault(need.key, need)
+        plan.needs = list(unique.values())
+        return plan
+
+    def _manifest(
+        self,
+        plan: ImagePlan,
+        repo: RepositoryKeys | None,
+        digest: Digest,
+        declared: int | None,
+        seen: set[tuple[str, Digest]],
+        top: bool,
+    ) -> None:
+        if ("m", digest) in seen:
+            return
+        seen.add(("m", digest))
+        key = self.layout.key(BlobData(digest))
+        history = self.model.blobs.get(digest)
+        need = Need("manifest", key, digest)
+        current = self.manifests.current(digest)
+        read: ManifestRead | None
+        if current is not None and current.digest_ok and current.manifest is not None:
+            read = current
+        else:
+            read = self.manifests.best_recoverable(digest)
+            if read is None:
+                need.gone("no version of the manifest hashes to its digest")
+            else:
+                version = next(v for v in history.versions if v.version_id == read.version_id)  # type: ignore[union-attr]
+                need.copy_from(key, version)
+        if read is not None:
+            need.size = read.size
+            plan.size += read.size
+            if top:
+                plan.media_type = read.manifest.media_type if read.manifest else None
+        if read is not None and read.manifest is not None:
+            for child in read.manifest.children:
+                self._manifest(plan, repo, child.digest, child.size, seen, top=False)
+            for blob in read.manifest.blobs:
+                self._blob(plan, repo, blob.digest, blob.size, seen)
+        plan.needs.append(need)
+        self._link(
+            plan, repo, "revision-link", self.layout.key(RevisionLink(plan.repository, digest)), digest
+        )
+
+    def _blob(
+        self,
+        plan: ImagePlan,
+        repo: RepositoryKeys | None,
+        digest: Digest,
+        declared: int | None,
+        seen: set[tuple[str, Digest]],
+    ) -> None:
+        if ("b", digest) in seen:
+            return
+        seen.add(("b", digest))
+        key = self.layout.key(BlobData(digest))
+        history = self.model.blobs.get(digest)
+        need = Need("blob", key, digest, size=declared)
+        plan.size += declared or 0
+
+        def fits(v: ObjectVersion) -> bool:
+            return declared is None or v.size == declared
+
+        if history is not None and history.current is not None and fits(history.current):
+            pass
+        else:
+            version = next((v for v in (history.data_versions if history else []) if fits(v)), None)
+            if version is None:
+                need.gone("no version of the blob with the declared size")
+            else:
+                need.copy_from(key, version)
+        plan.needs.append(need)
+        self._link(plan, repo, "layer-link", self.layout.key(LayerLink(plan.repository, digest)), digest)
+
+    def _link(
+        self, plan: ImagePlan, repo: RepositoryKeys | None, phase: str, key: str, expected: Digest
+    ) -> None:
+        need = Need(phase, key, expected)
+        history = self.model.inventory.get(key)
+        if (
+            history is not None
+            and history.current is not None
+            and self.links.holds(history, history.current, expected) is True
+        ):
+            plan.needs.append(need)
+            return
+        source = self._link_source(repo, history, expected)
+        if source is None:
+            need.gone(f"no version of any link holds {expected.short}")
+        else:
+            src_history, version = source
+            need.copy_from(src_history.key, version)
+        plan.needs.append(need)
+
+    def _link_source(
+        self, repo: RepositoryKeys | None, own: KeyHistory | None, expected: Digest
+    ) -> tuple[KeyHistory, ObjectVersion] | None:
+        """A link version holding exactly ``expected``: the key's own newest one, else any link of
+        this repository that holds the same 71 bytes (index, revision or layer link)."""
+        candidates: list[KeyHistory] = [own] if own is not None else []
+        if repo is not None:
+            candidates += [
+                h for h in (repo.revisions.get(expected), repo.layers.get(expected)) if h is not None
+            ]
+            candidates += [t.index[expected] for t in repo.tags.values() if expected in t.index]
+            candidates += [t.current for t in repo.tags.values() if t.current is not None]
+        for history in candidates:
+            for version in history.data_versions:
+                if self.links.holds(history, version, expected) is True:
+                    return history, version
+        return None

@@ -1,0 +1,179 @@
+"""Typed edges for the Lambda handlers: events and environment, validated with pydantic.
+
+Only the Lambda functions import this module (pydantic ships in the layer); the CLI does not.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar, Self, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from regvault.errors import InvalidInput
+from regvault.storage.digest import Digest
+from regvault.storage.layout import normalize_root
+from regvault.storage.reference import validate_repository, validate_tag
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Settings(BaseModel):
+    """Environment of every regvault Lambda, validated at cold start."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str = Field(min_length=3, max_length=63)
+    root: str = ""
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        return normalize_root(value)
+
+    # field -> environment variable; subclasses add theirs
+    ENV: ClassVar[dict[str, str]] = {"bucket": "REGVAULT_BUCKET", "root": "REGVAULT_ROOT"}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        env = os.environ if env is None else env
+        # unset optional variables fall back to the field's default; required ones fail validation
+        values: dict[str, Any] = {name: env[var] for name, var in cls.ENV.items() if env.get(var)}
+        values.setdefault("bucket", "")
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise InvalidInput(f"bad Lambda environment: {one_line(exc)}") from None
+
+
+class AuditSettings(Settings):
+    reports_bucket: str = Field(min_length=3, max_length=63)
+    alert_topic_arn: str | None = None
+
+    ENV: ClassVar[dict[str, str]] = {
+        **Settings.ENV,
+        "reports_bucket": "REPORTS_BUCKET",
+        "alert_topic_arn": "ALERT_TOPIC_ARN",
+    }
+
+
+# Keys of an EventBridge / EventBridge Scheduler envelope; the audit takes its options from the
+# top level (direct invocation, Scheduler input) or from "detail".
+_ENVELOPE = {"version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"}
+
+
+class AuditEvent(BaseModel):
+    """``{"deep": bool, "sample": float}``, a Scheduler event, or ``{}`` (a plain audit)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deep: StrictBool = False
+    sample: float = Field(default=1.0, gt=0.0, le=1.0)
+
+    @classmethod
+    def from_event(cls, event: object) -> AuditEvent:
+        if isinstance(event, dict) and event.keys() & {"source", "detail-type"}:
+            detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+            options = {k: v for k, v in event.items() if k not in _ENVELOPE}
+            return parse_event(cls, {**options, **(detail or {})})
+        return parse_event(cls, event)
+
+
+class RestoreSettings(Settings):
+    alert_topic_arn: str | None = None
+    restart_instance_id: str | None = Field(default=None, pattern=r"^i-[0-9a-f]{8,17}$")
+
+    ENV: ClassVar[dict[str, str]] = {
+        **Settings.ENV,
+        "alert_topic_arn": "ALERT_TOPIC_ARN",
+        "restart_instance_id": "RESTART_REGISTRY_INSTANCE_ID",
+    }
+
+
+class RestoreEvent(BaseModel):
+    """``{"repository", "tag", "to" | "previous" | "at", "apply": false}``; without ``tag``, ``at``
+    restores every tag of the repository."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repository: str
+    tag: str | None = None
+    to: str | None = None
+    previous: int | None = Field(default=None, ge=1, le=1000)
+    at: str | None = None
+    apply: StrictBool = False
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        return validate_repository(value)
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        return None if value is None else validate_tag(value)
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: str | None) -> str | None:
+        if value is not None:
+            Digest.parse(value)
+        return value
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str | None) -> str | None:
+        if value is not None:
+            from regvault.restore.apply import parse_time
+
+            parse_time(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RestoreEvent:
+        given = [name for name in ("to", "previous", "at") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'to', 'previous', 'at'")
+        if self.tag is None and self.at is None:
+            raise ValueError("'tag' is required unless 'at' restores the whole repository")
+        return self
+
+
+class CatalogEvent(BaseModel):
+    """``{"repository": "team/app"}`` or ``{}`` for every repository."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repository: str | None = None
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str | None) -> str | None:
+        return None if value is None else validate_repository(value)
+
+
+def one_line(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(x) for x in error["loc"]) or "event"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def parse_event(model: type[M], event: object) -> M:
+    """Validate a Lambda event; bad events become one-line InvalidInput errors."""
+    if not isinstance(event, dict):
+        raise InvalidInput(f"event must be a JSON object, got {type(event).__name__}")
+    try:
+        return model.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid event: {one_line(exc)}") from None

@@ -1,0 +1,1 @@
+"""Reports: JSON, Markdown and HTML rendering, scheduled publishing, and `regvault status`."""

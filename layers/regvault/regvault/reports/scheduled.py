@@ -1,0 +1,101 @@
+"""The scheduled audit's side effects: reports written to the reports bucket, an alert on errors.
+
+Never writes to the registry bucket: the sink is a separate store on the reports bucket.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+from regvault.audit.findings import AuditReport
+from regvault.errors import RegvaultError
+from regvault.images.manifest_cache import ManifestCache
+from regvault.reports.render import to_html, to_markdown
+
+
+class ReportSink(Protocol):
+    bucket: str
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None: ...
+
+
+class Alerts(Protocol):
+    def publish(self, subject: str, message: str) -> None: ...
+
+
+def report_prefix(report: AuditReport) -> str:
+    return reports_prefix(report.bucket, report.root)
+
+
+def reports_prefix(bucket: str, root: str) -> str:
+    """Where the reports of one registry (bucket + root) go in the reports bucket."""
+    return f"audits/{bucket}/{root.replace('/', '_') or '_'}/"
+
+
+def publish_report(report: AuditReport, sink: ReportSink, alerts: Alerts | None) -> dict[str, Any]:
+    """Write ``<stamp>.json``, ``.md`` and ``.html`` (and ``latest.*``); alert when errors were found."""
+    prefix = report_prefix(report)
+    stamp = report.started_at.strftime("%Y/%m/%d/%H%M%SZ")
+    document = json.dumps(report.as_dict(), indent=2).encode()
+    markdown = to_markdown(report).encode()
+    page = to_html(report).encode()
+    keys = {
+        "json": f"{prefix}{stamp}.json",
+        "markdown": f"{prefix}{stamp}.md",
+        "html": f"{prefix}{stamp}.html",
+    }
+    sink.put_bytes(keys["json"], document, "application/json")
+    sink.put_bytes(keys["markdown"], markdown, "text/markdown; charset=utf-8")
+    sink.put_bytes(keys["html"], page, "text/html; charset=utf-8")
+    sink.put_bytes(f"{prefix}latest.json", document, "application/json")
+    sink.put_bytes(f"{prefix}latest.md", markdown, "text/markdown; charset=utf-8")
+    sink.put_bytes(f"{prefix}latest.html", page, "text/html; charset=utf-8")
+    alerted = False
+    s = report.summary
+    if alerts is not None and s["errors"]:
+        codes = sorted({f.code for f in report.findings if f.severity == "error"})
+        alerts.publish(
+            f"regvault: {s['errors']} error(s) in registry bucket {report.bucket}",
+            f"The audit of s3://{report.bucket}/{report.root} found {s['errors']} error(s) "
+            f"({', '.join(codes)}) and {s['warnings']} warning(s).\n"
+            f"Report: s3://{sink.bucket}/{keys['markdown']}\n",
+        )
+        alerted = True
+    return {
+        "reports": {k: f"s3://{sink.bucket}/{v}" for k, v in keys.items()},
+        "alerted": alerted,
+        "summary": s,
+    }
+
+
+# --- the manifest cache between scheduled audits ----------------------------------------------------
+
+
+class CacheStore(Protocol):
+    def get_bytes(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes: ...
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None: ...
+
+
+MAX_CACHE_BYTES = 256 * 1024 * 1024
+
+
+def manifest_cache_key(bucket: str, root: str) -> str:
+    return f"{reports_prefix(bucket, root)}manifest-cache.json.gz"
+
+
+def load_manifest_cache(store: CacheStore, key: str) -> ManifestCache:
+    """The cache the last audit left; empty (every manifest read) when there is none or it is unreadable.
+    Without s3:ListBucket on the reports bucket a missing key reads as AccessDenied: also "none"."""
+    try:
+        data = store.get_bytes(key, max_bytes=MAX_CACHE_BYTES)
+    except RegvaultError as exc:
+        cache = ManifestCache()
+        cache.problem = f"no manifest cache read ({type(exc).__name__}): every manifest is read"
+        return cache
+    return ManifestCache.loads(data)
+
+
+def save_manifest_cache(store: CacheStore, key: str, cache: ManifestCache) -> None:
+    store.put_bytes(key, cache.dumps(), "application/gzip")

@@ -1,0 +1,245 @@
+"""One walk of ListObjectVersions over a registry's prefix into an in-memory, version-aware model.
+
+For every key: its versions (data versions and delete markers) newest first, with timestamps, size
+and ETag — never object bodies, so memory grows with keys and versions, not with bytes. The walk can
+be split into disjoint prefix shards that run in parallel and merge into the same result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from regvault.storage.store import VersionRecord
+
+
+@dataclass(slots=True)
+class ObjectVersion:
+    version_id: str
+    last_modified: datetime
+    is_delete_marker: bool
+    size: int
+    etag: str | None
+    is_latest: bool
+
+
+def _order(v: ObjectVersion) -> tuple[bool, float, bool]:
+    # Newest first. S3 lists a key's versions newest first but boto3 splits versions and delete
+    # markers apart, and LastModified has one-second resolution: on a tie, the latest stays first
+    # and a delete marker is taken as newer than a data version (deletes follow writes).
+    return (not v.is_latest, -v.last_modified.timestamp(), not v.is_delete_marker)
+
+
+class KeyHistory:
+    """All versions of one key, newest first."""
+
+    __slots__ = ("key", "versions")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.versions: list[ObjectVersion] = []
+
+    @property
+    def latest(self) -> ObjectVersion | None:
+        return self.versions[0] if self.versions else None
+
+    @property
+    def current(self) -> ObjectVersion | None:
+        """The version a plain GET returns now; None when the key is delete-marked."""
+        latest = self.latest
+        return latest if latest is not None and not latest.is_delete_marker else None
+
+    @property
+    def deleted(self) -> bool:
+        return self.current is None
+
+    @property
+    def data_versions(self) -> list[ObjectVersion]:
+        return [v for v in self.versions if not v.is_delete_marker]
+
+    @property
+    def first_written(self) -> datetime | None:
+        data = self.data_versions
+        return data[-1].last_modified if data else None
+
+    def version_at(self, when: datetime) -> ObjectVersion | None:
+        """The data version a GET would have returned at ``when`` (None: absent or deleted then)."""
+        for v in self.versions:
+            if v.last_modified <= when:
+                return None if v.is_delete_marker else v
+        return None
+
+    def __repr__(self) -> str:
+        return f"KeyHistory({self.key!r}, {len(self.versions)} versions)"
+
+
+class VersionLister(Protocol):
+    def list_versions(self, prefix: str, page_size: int = ...) -> Iterator[list[VersionRecord]]: ...
+
+
+@dataclass(slots=True)
+class ScratchSummary:
+    """What is kept of a group of scratch keys (one registry upload) that still has live keys: how
+    many, and when the newest of them was written. Finished uploads (all delete-marked) keep nothing."""
+
+    keys: int = 0
+    newest_live: datetime | None = None
+
+
+# Maps a key to its scratch group (e.g. (repository, upload id)) or None for a key to keep in full.
+ScratchGrouper = Callable[[str], tuple[str, str] | None]
+
+
+class Inventory:
+    """Keys below a prefix with their version histories.
+
+    Keys a ``scratch`` grouper claims (the registry's upload scratch: three quarters of a registry's
+    versions, none of which an audit or a restore reads) are folded into one ``ScratchSummary`` per
+    group instead of a full history: memory then grows with images, not with uploads.
+    """
+
+    def __init__(self, prefix: str = "", scratch: ScratchGrouper | None = None) -> None:
+        self.prefix = prefix
+        self.keys: dict[str, KeyHistory] = {}
+        self.scratch_grouper = scratch
+        # only groups with a live key are kept: a finished upload (all delete-marked) needs nothing
+        self.scratch: dict[tuple[str, str], ScratchSummary] = {}
+        self.scratch_keys = 0
+        self._last_key: tuple[str, tuple[str, str] | None] = ("", None)
+        self.object_versions = 0
+        self.delete_markers = 0
+        self.pages = 0
+
+    def _add_scratch(self, group: tuple[str, str], record: VersionRecord) -> None:
+        if not record.is_latest:  # one latest record per key: it says whether the key is live
+            return
+        self.scratch_keys += 1
+        if record.is_delete_marker:
+            return
+        summary = self.scratch.get(group)
+        if summary is None:
+            summary = self.scratch[group] = ScratchSummary()
+        summary.keys += 1
+        if summary.newest_live is None or record.last_modified > summary.newest_live:
+            summary.newest_live = record.last_modified
+
+    def _group(self, key: str) -> tuple[str, str] | None:
+        last_key, last_group = self._last_key  # a key's versions come one after another
+        if key != last_key:
+            assert self.scratch_grouper is not None
+            last_group = self.scratch_grouper(key)
+            self._last_key = (key, last_group)
+        return last_group
+
+    def add(self, record: VersionRecord) -> None:
+        if self.scratch_grouper is not None:
+            group = self._group(record.key)
+            if group is not None:
+                self._add_scratch(group, record)
+                self.object_versions += 1
+                if record.is_delete_marker:
+                    self.delete_markers += 1
+                return
+        history = self.keys.get(record.key)
+        if history is None:
+            history = self.keys[record.key] = KeyHistory(record.key)
+        history.versions.append(
+            ObjectVersion(
+                record.version_id,
+                record.last_modified,
+                record.is_delete_marker,
+                record.size,
+                record.etag,
+                record.is_latest,
+            )
+        )
+        self.object_versions += 1
+        if record.is_delete_marker:
+            self.delete_markers += 1
+
+    def add_page(self, records: Iterable[VersionRecord]) -> None:
+        for record in records:
+            self.add(record)
+        self.pages += 1
+
+    def finalize(self) -> Inventory:
+        for history in self.keys.values():
+            history.versions.sort(key=_order)
+        return self
+
+    def merge(self, other: Inventory) -> Inventory:
+        """Merge a disjoint shard into this inventory."""
+        overlap = self.keys.keys() & other.keys.keys()
+        if overlap:
+            raise ValueError(f"shards overlap on {len(overlap)} keys, e.g. {next(iter(overlap))!r}")
+        self.keys.update(other.keys)
+        self.scratch_keys += other.scratch_keys
+        for group, summary in other.scratch.items():
+            mine = self.scratch.setdefault(group, ScratchSummary())
+            mine.keys += summary.keys
+            if summary.newest_live is not None and (
+                mine.newest_live is None or summary.newest_live > mine.newest_live
+            ):
+                mine.newest_live = summary.newest_live
+        self.object_versions += other.object_versions
+        self.delete_markers += other.delete_markers
+        self.pages += other.pages
+        return self
+
+    def get(self, key: str) -> KeyHistory | None:
+        return self.keys.get(key)
+
+    def __iter__(self) -> Iterator[KeyHistory]:
+        return iter(self.keys.values())
+
+    def __len__(self) -> int:
+        """Keys held in full, plus folded scratch keys."""
+        return len(self.keys) + self.scratch_keys
+
+    @property
+    def live_keys(self) -> int:
+        return sum(1 for h in self.keys.values() if not h.deleted)
+
+
+Progress = Callable[[int, int], None]  # (pages so far, versions so far) of one shard
+
+
+def walk(
+    lister: VersionLister,
+    prefix: str,
+    *,
+    page_size: int = 1000,
+    progress: Progress | None = None,
+    scratch: ScratchGrouper | None = None,
+) -> Inventory:
+    """Walk every version below ``prefix`` with paginated ListObjectVersions calls."""
+    inventory = Inventory(prefix, scratch)
+    for page in lister.list_versions(prefix, page_size=page_size):
+        inventory.add_page(page)
+        if progress is not None:
+            progress(inventory.pages, inventory.object_versions)
+    return inventory.finalize()
+
+
+def walk_shards(
+    lister: VersionLister,
+    prefixes: list[str],
+    *,
+    workers: int = 4,
+    page_size: int = 1000,
+    progress: Progress | None = None,
+    scratch: ScratchGrouper | None = None,
+) -> Inventory:
+    """Walk disjoint prefixes in parallel and merge them into one inventory."""
+    merged = Inventory(prefixes[0] if len(prefixes) == 1 else "", scratch)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures = [
+            pool.submit(walk, lister, prefix, page_size=page_size, progress=progress, scratch=scratch)
+            for prefix in prefixes
+        ]
+        for future in futures:
+            merged.merge(future.result())
+    return merged
