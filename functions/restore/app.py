@@ -9,7 +9,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from regvault.aws.s3 import Notifier, RegistryRestarter, S3Store, s3_client
 from regvault.lambda_edge.events import RestoreEvent, RestoreSettings, parse_event
-from regvault.restore.apply import apply_plan, parse_time, plan_restore
+from regvault.restore.apply import apply_plan
+from regvault.restore.planner import plan_restore
+from regvault.restore.targets import parse_time
 from regvault.storage.layout import RegistryLayout
 
 logger = Logger()

@@ -9,7 +9,8 @@ from harness.faults import FaultInjector
 from regvault.audit.run import AuditRequest, run_audit
 from regvault.aws.s3 import S3Store, s3_client
 from regvault.errors import RegvaultError
-from regvault.restore.apply import apply_plan, plan_restore
+from regvault.restore.apply import apply_plan
+from regvault.restore.planner import plan_restore
 from regvault.storage.layout import RegistryLayout
 
 from .support import all_versions

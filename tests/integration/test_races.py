@@ -54,7 +54,8 @@ def test_restore_racing_a_push_never_leaves_an_incomplete_image_nor_loses_the_pu
     import hashlib
 
     from regvault.errors import RegvaultError
-    from regvault.restore.apply import TagMoved, apply_plan, plan_restore
+    from regvault.restore.apply import TagMoved, apply_plan
+    from regvault.restore.planner import plan_restore
 
     from .support import all_versions
 

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from regvault.audit.run import AuditRequest, posture_findings, run_audit
+from regvault.audit.posture import posture_findings
+from regvault.audit.run import AuditRequest, run_audit
 from regvault.aws.s3 import S3Store
 from regvault.errors import InvalidInput
 from regvault.images.manifests import OCI_INDEX

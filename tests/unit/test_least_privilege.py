@@ -6,7 +6,8 @@ import boto3
 from regvault.audit.run import AuditRequest, run_audit
 from regvault.aws.s3 import S3Store
 from regvault.images.listing import list_registry
-from regvault.restore.apply import apply_plan, plan_restore
+from regvault.restore.apply import apply_plan
+from regvault.restore.planner import plan_restore
 from regvault.storage.digest import Digest
 from regvault.storage.layout import BlobData, RegistryLayout
 

@@ -4,7 +4,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from regvault.audit.run import posture_findings
+from regvault.audit.posture import posture_findings
 from regvault.aws.s3 import S3Store
 from regvault.setup.identity import IamNames, InstanceAccess, ensure_identity, instance_policy, ssm_core_arn
 from regvault.setup.provision import SetupError, associate_profile, ensure_bucket, tls_statement

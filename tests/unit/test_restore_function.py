@@ -78,7 +78,7 @@ def test_blobs_brought_back_restart_the_registry_through_ssm(deployed, s3, bucke
     [
         (sample_event("restore-invalid.json"), "has no UTC offset"),
         ({"repository": "team/app", "tag": "1.0"}, "exactly one of"),
-        ({"repository": "team/app", "previous": 1}, "'tag' is required"),
+        ({"repository": "team/app", "previous": 1}, "or name a tag"),
         ({"repository": "team/app", "tag": "1.0", "previous": 0}, "greater than or equal to 1"),
         ({"repository": "team/app", "tag": "1.0", "to": "sha256:xyz"}, "invalid digest"),
         ({"repository": "Team", "tag": "1.0", "previous": 1}, "invalid repository name"),

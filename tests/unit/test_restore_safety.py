@@ -10,7 +10,8 @@ from moto import mock_aws
 
 from regvault.aws.s3 import S3Store
 from regvault.errors import InvalidInput
-from regvault.restore.apply import NotRestorable, apply_plan, plan_restore
+from regvault.restore.apply import NotRestorable, apply_plan
+from regvault.restore.planner import plan_restore
 from regvault.storage.digest import Digest
 from regvault.storage.layout import BlobData, RegistryLayout, RevisionLink, TagCurrentLink
 
@@ -100,7 +101,7 @@ def test_restore_role_never_deletes(s3, bucket):
 
 
 def test_naive_and_out_of_range_times_are_refused(s3, bucket):
-    from regvault.restore.apply import parse_time
+    from regvault.restore.targets import parse_time
 
     for text in ("2026-11-20T10:00:00", "2026-13-01T00:00:00Z", "", "10:00"):
         with pytest.raises(InvalidInput):

@@ -112,6 +112,12 @@ class TagReport:
 SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
 
 
+def finding_order(finding: Finding) -> tuple[int, str, str, str, str]:
+    """How every report lists its findings: errors first, then by code and place."""
+    f = finding
+    return (SEVERITY_ORDER[f.severity], f.code, f.repository or "", f.tag or "", f.key or "")
+
+
 @dataclass
 class AuditReport:
     bucket: str

@@ -479,7 +479,7 @@ def _split_ref(text: str) -> tuple[str, str | None]:
 
 
 def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
-    from regvault.restore.apply import tag_history
+    from regvault.restore.history import tag_history
 
     repository, tag = _split_ref(args.reference)
     store = _store(args)
@@ -538,7 +538,9 @@ def _size(n: int | None) -> str:
 
 
 def cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
-    from regvault.restore.apply import apply_plan, parse_time, plan_restore
+    from regvault.restore.apply import apply_plan
+    from regvault.restore.planner import plan_restore
+    from regvault.restore.targets import parse_time
 
     repository, tag = _split_ref(args.reference)
     at = parse_time(args.at) if args.at is not None else None

@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from regvault.errors import ManifestError, NoRegistryFound, ObjectMissing, ObjectTooLarge
-from regvault.images.closure import EPOCH, LinkReader, ObjectReader
+from regvault.errors import ManifestError, ObjectMissing, ObjectTooLarge
+from regvault.images.closure import EPOCH
 from regvault.images.manifests import MAX_MANIFEST_BYTES, parse_manifest
+from regvault.images.sources import LinkReader
 from regvault.storage.digest import Digest
 from regvault.storage.inventory import Inventory, walk
 from regvault.storage.layout import BlobData, RegistryLayout
 from regvault.storage.model import RegistryModel, RepositoryKeys, TagKeys, link_candidates, resolve_by_etag
 from regvault.storage.reference import validate_repository
+from regvault.storage.store import RegistryStore
 
 
 @dataclass
@@ -104,7 +106,7 @@ def _tag_entry(links: LinkReader, repo: RepositoryKeys, tag: TagKeys) -> TagEntr
 
 
 def build_listing(
-    reader: ObjectReader,
+    reader: RegistryStore,
     inventory: Inventory,
     layout: RegistryLayout,
     *,
@@ -164,7 +166,7 @@ def listing_document(
 
 
 def list_registry(
-    store: Any,
+    store: RegistryStore,
     layout: RegistryLayout,
     repository: str | None = None,
     *,
@@ -179,14 +181,5 @@ def list_registry(
         prefix = layout.repositories_prefix
     inventory = walk(store, prefix, page_size=page_size, progress=progress, scratch=layout.upload_group)
     if not len(inventory):
-        raise NoRegistryFound(_no_registry_message(store, layout, repository))
+        raise layout.no_registry(store.bucket, repository)
     return build_listing(store, inventory, layout, repository=repository)
-
-
-def _no_registry_message(store: Any, layout: RegistryLayout, repository: str | None) -> str:
-    if repository is not None:
-        return f"no repository {repository!r} under {layout.prefix!r} in bucket {store.bucket!r}"
-    return (
-        f"no registry under root {layout.root or '(empty)'!r} in bucket {store.bucket!r} "
-        f"(nothing below {layout.prefix!r}): check --root / REGVAULT_ROOT"
-    )

@@ -19,8 +19,8 @@ import zlib
 from typing import Any
 
 from regvault.errors import InvalidInput
-from regvault.images.closure import ManifestRead
 from regvault.images.manifests import Descriptor, Manifest
+from regvault.images.sources import ManifestRead
 from regvault.storage.digest import Digest
 from regvault.storage.inventory import ObjectVersion
 

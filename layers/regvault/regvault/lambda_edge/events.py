@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from regvault.errors import InvalidInput
+from regvault.restore.targets import RestoreRequest, parse_time
 from regvault.storage.digest import Digest
 from regvault.storage.layout import normalize_root
 from regvault.storage.reference import validate_repository, validate_tag
@@ -133,18 +134,16 @@ class RestoreEvent(BaseModel):
     @classmethod
     def _at(cls, value: str | None) -> str | None:
         if value is not None:
-            from regvault.restore.apply import parse_time
-
             parse_time(value)
         return value
 
     @model_validator(mode="after")
     def _one_target(self) -> RestoreEvent:
-        given = [name for name in ("to", "previous", "at") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of 'to', 'previous', 'at'")
-        if self.tag is None and self.at is None:
-            raise ValueError("'tag' is required unless 'at' restores the whole repository")
+        """The combination rules are the CLI's and the planner's: ``RestoreRequest`` owns them."""
+        try:
+            RestoreRequest.parse(self.repository, self.tag, to=self.to, previous=self.previous, at=self.at)
+        except InvalidInput as exc:
+            raise ValueError(str(exc).replace("--", "")) from None
         return self
 
 

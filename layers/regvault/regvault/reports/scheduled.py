@@ -12,12 +12,7 @@ from regvault.audit.findings import AuditReport
 from regvault.errors import RegvaultError
 from regvault.images.manifest_cache import ManifestCache
 from regvault.reports.render import to_html, to_markdown
-
-
-class ReportSink(Protocol):
-    bucket: str
-
-    def put_bytes(self, key: str, body: bytes, content_type: str) -> None: ...
+from regvault.storage.store import ObjectStore
 
 
 class Alerts(Protocol):
@@ -33,7 +28,7 @@ def reports_prefix(bucket: str, root: str) -> str:
     return f"audits/{bucket}/{root.replace('/', '_') or '_'}/"
 
 
-def publish_report(report: AuditReport, sink: ReportSink, alerts: Alerts | None) -> dict[str, Any]:
+def publish_report(report: AuditReport, sink: ObjectStore, alerts: Alerts | None) -> dict[str, Any]:
     """Write ``<stamp>.json``, ``.md`` and ``.html`` (and ``latest.*``); alert when errors were found."""
     prefix = report_prefix(report)
     stamp = report.started_at.strftime("%Y/%m/%d/%H%M%SZ")
@@ -72,12 +67,6 @@ def publish_report(report: AuditReport, sink: ReportSink, alerts: Alerts | None)
 # --- the manifest cache between scheduled audits ----------------------------------------------------
 
 
-class CacheStore(Protocol):
-    def get_bytes(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes: ...
-
-    def put_bytes(self, key: str, body: bytes, content_type: str) -> None: ...
-
-
 MAX_CACHE_BYTES = 256 * 1024 * 1024
 
 
@@ -85,7 +74,7 @@ def manifest_cache_key(bucket: str, root: str) -> str:
     return f"{reports_prefix(bucket, root)}manifest-cache.json.gz"
 
 
-def load_manifest_cache(store: CacheStore, key: str) -> ManifestCache:
+def load_manifest_cache(store: ObjectStore, key: str) -> ManifestCache:
     """The cache the last audit left; empty (every manifest read) when there is none or it is unreadable.
     Without s3:ListBucket on the reports bucket a missing key reads as AccessDenied: also "none"."""
     try:
@@ -97,5 +86,5 @@ def load_manifest_cache(store: CacheStore, key: str) -> ManifestCache:
     return ManifestCache.loads(data)
 
 
-def save_manifest_cache(store: CacheStore, key: str, cache: ManifestCache) -> None:
+def save_manifest_cache(store: ObjectStore, key: str, cache: ManifestCache) -> None:
     store.put_bytes(key, cache.dumps(), "application/gzip")

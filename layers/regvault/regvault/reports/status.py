@@ -8,10 +8,11 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from regvault.audit.run import posture_findings
+from regvault.audit.posture import posture_findings
 from regvault.errors import ObjectMissing
 from regvault.reports.scheduled import reports_prefix
 from regvault.storage.layout import RegistryLayout
+from regvault.storage.store import ObjectStore, RegistryStore
 
 
 def registry_reachable(url: str, ca_file: str | None = None, timeout: float = 5) -> dict[str, Any]:
@@ -34,11 +35,11 @@ def registry_reachable(url: str, ca_file: str | None = None, timeout: float = 5)
 
 
 def gather(
-    store: Any,
+    store: RegistryStore,
     layout: RegistryLayout,
     registry_url: str | None = None,
     ca_file: str | None = None,
-    reports: Any = None,
+    reports: ObjectStore | None = None,
 ) -> dict[str, Any]:
     posture = store.posture()
     findings, window = posture_findings(posture, layout)

@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
-from regvault.storage.store import VersionRecord
+from regvault.storage.store import RegistryStore, VersionRecord
 
 
 @dataclass(slots=True)
@@ -74,10 +73,6 @@ class KeyHistory:
 
     def __repr__(self) -> str:
         return f"KeyHistory({self.key!r}, {len(self.versions)} versions)"
-
-
-class VersionLister(Protocol):
-    def list_versions(self, prefix: str, page_size: int = ...) -> Iterator[list[VersionRecord]]: ...
 
 
 @dataclass(slots=True)
@@ -199,16 +194,12 @@ class Inventory:
         """Keys held in full, plus folded scratch keys."""
         return len(self.keys) + self.scratch_keys
 
-    @property
-    def live_keys(self) -> int:
-        return sum(1 for h in self.keys.values() if not h.deleted)
-
 
 Progress = Callable[[int, int], None]  # (pages so far, versions so far) of one shard
 
 
 def walk(
-    lister: VersionLister,
+    lister: RegistryStore,
     prefix: str,
     *,
     page_size: int = 1000,
@@ -225,7 +216,7 @@ def walk(
 
 
 def walk_shards(
-    lister: VersionLister,
+    lister: RegistryStore,
     prefixes: list[str],
     *,
     workers: int = 4,

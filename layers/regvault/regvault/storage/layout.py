@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from regvault.errors import InvalidInput
+from regvault.errors import InvalidInput, NoRegistryFound
 from regvault.storage.digest import Digest
 from regvault.storage.reference import is_valid_repository, is_valid_tag
 
@@ -71,7 +71,6 @@ class UnknownKey:
 
 
 Entity = BlobData | LayerLink | RevisionLink | TagCurrentLink | TagIndexLink | UploadObject | UnknownKey
-LinkEntity = LayerLink | RevisionLink | TagCurrentLink | TagIndexLink
 
 
 def normalize_root(root: str | None) -> str:
@@ -104,8 +103,18 @@ class RegistryLayout:
     def tags_prefix(self, repository: str) -> str:
         return f"{self.manifests_prefix(repository)}tags/"
 
-    def tag_prefix(self, repository: str, tag: str) -> str:
-        return f"{self.tags_prefix(repository)}{tag}/"
+    def upload_prefix(self, repository: str, upload_id: str) -> str:
+        """The scratch folder of one upload session (what the registry writes before a blob is committed)."""
+        return f"{self.repository_prefix(repository)}_uploads/{upload_id}/"
+
+    def no_registry(self, bucket: str, repository: str | None = None) -> NoRegistryFound:
+        """The error for a walk that found nothing: the one place its wording lives."""
+        if repository is not None:
+            return NoRegistryFound(f"no repository {repository!r} under {self.prefix!r} in bucket {bucket!r}")
+        return NoRegistryFound(
+            f"no registry under root {self.root or '(empty)'!r} in bucket {bucket!r} "
+            f"(nothing below {self.prefix!r}): check --root / REGVAULT_ROOT"
+        )
 
     def shard_prefixes(self, blob_shards: int = 1) -> list[str]:
         """Disjoint prefixes that together cover the registry, for parallel walks.
@@ -150,7 +159,7 @@ class RegistryLayout:
     def upload_group(self, key: str) -> tuple[str, str] | None:
         """(repository, upload id) for a well-formed upload scratch key, else None (an inventory
         folds these keys into one summary per upload)."""
-        if "/_uploads/" not in key:
+        if not is_upload_scratch(key):
             return None
         entity = self.parse(key)
         if isinstance(entity, UploadObject):
@@ -167,6 +176,11 @@ class RegistryLayout:
         if parts[0] == "repositories":
             return _parse_repository_key(rel, parts[1:])
         return UnknownKey(rel, "neither blobs/ nor repositories/")
+
+
+def is_upload_scratch(key_or_prefix: str) -> bool:
+    """Whether a key (or a lifecycle rule's prefix) lies in some repository's upload scratch."""
+    return "/_uploads/" in key_or_prefix
 
 
 def _digest(rel: str, algorithm: str, hexpart: str) -> Digest | UnknownKey:

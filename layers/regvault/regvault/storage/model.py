@@ -35,10 +35,6 @@ class TagKeys:
     def deleted(self) -> bool:
         return self.current is None or self.current.deleted
 
-    @property
-    def live_index(self) -> list[Digest]:
-        return [d for d, h in self.index.items() if not h.deleted]
-
 
 @dataclass
 class RepositoryKeys:

@@ -41,10 +41,27 @@ class BucketPosture:
     unreadable: list[str] = field(default_factory=list)
 
 
-class RegistryStore(Protocol):
-    """One bucket, every object version in it. Errors are regvault's own (``regvault.errors``)."""
+class RequestTally(Protocol):
+    """How many requests a store has sent so far (reports say what a run cost)."""
+
+    @property
+    def total(self) -> int: ...
+
+
+class ObjectStore(Protocol):
+    """Objects by key in one bucket: what the reports bucket (reports, the manifest cache) needs."""
 
     bucket: str
+
+    def get_bytes(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes: ...
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None: ...
+
+
+class RegistryStore(ObjectStore, Protocol):
+    """The registry's bucket, every object version in it. Errors are regvault's own (``regvault.errors``)."""
+
+    requests: RequestTally
 
     @property
     def endpoint(self) -> str: ...
@@ -55,8 +72,6 @@ class RegistryStore(Protocol):
 
     def list_versions(self, prefix: str, page_size: int = ...) -> Iterator[list[VersionRecord]]: ...
 
-    def get_bytes(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes: ...
-
     def stream_sha256(
         self, key: str, version_id: str | None = None, chunk_size: int = ...
     ) -> tuple[str, int]: ...
@@ -66,7 +81,5 @@ class RegistryStore(Protocol):
     def copy_version(
         self, key: str, source_key: str, source_version: str, size: int | None = None
     ) -> None: ...
-
-    def put_bytes(self, key: str, body: bytes, content_type: str) -> None: ...
 
     def posture(self) -> BucketPosture: ...
