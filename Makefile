@@ -17,10 +17,10 @@ help:
 	@echo "make build     sam build (offline: no Docker, no python3.13 needed)"
 	@echo "make bench     benchmarks vs garbage-collect --dry-run and s3-pit-restore -> bench/RESULTS.md"
 
-$(VENV)/.installed: requirements/dev.txt requirements/constraints.txt pyproject.toml
+$(VENV)/.installed: requirements/dev.txt requirements/constraints.txt pyproject.toml tools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements/dev.txt -c requirements/constraints.txt
-	$(BIN)/pip install --quiet --no-build-isolation --no-deps -e .
+	$(BIN)/pip install --quiet --no-build-isolation --no-deps -e . -e tools
 	touch $@
 
 $(SAMVENV)/.installed: requirements/sam.txt requirements/sam-constraints.txt
