@@ -55,6 +55,8 @@ def pointer_at(links: LinkReader, repo: RepositoryKeys, tag: TagKeys, when: date
     return result if isinstance(result, Digest) else None
 
 
+Link = LayerLink | RevisionLink | TagCurrentLink | TagIndexLink
+
 # --- the closure plan ----------------------------------------------------------------------------
 
 OK, COPY, MISSING = "ok", "copy", "missing"
@@ -104,6 +106,21 @@ class ImagePlan:
         return not self.missing
 
 
+@dataclass
+class _Walk:
+    """One image's plan in the making: the repository it is planned in and what was visited."""
+
+    plan: ImagePlan
+    repo: RepositoryKeys | None
+    seen: set[tuple[str, Digest]] = field(default_factory=set)
+
+    def first_visit(self, kind: str, digest: Digest) -> bool:
+        if (kind, digest) in self.seen:
+            return False
+        self.seen.add((kind, digest))
+        return True
+
+
 class Planner:
     def __init__(self, model: RegistryModel, manifests: ManifestSource, links: LinkReader) -> None:
         self.model = model
@@ -113,37 +130,25 @@ class Planner:
 
     def image(self, repository: str, digest: Digest, tag: str | None, move_tag: bool = False) -> ImagePlan:
         """The plan to make ``repository@digest`` whole (and ``tag`` point at it when ``move_tag``)."""
-        repo = self.model.repositories.get(repository)
-        plan = ImagePlan(repository, tag, digest)
-        seen: set[tuple[str, Digest]] = set()
-        self._manifest(plan, repo, digest, None, seen, top=True)
+        walk = _Walk(ImagePlan(repository, tag, digest), self.model.repositories.get(repository))
+        self._manifest(walk, digest, None, top=True)
         if tag is not None:
-            self._link(
-                plan, repo, "tag-index", self.layout.key(TagIndexLink(repository, tag, digest)), digest
-            )
+            self._link(walk, "tag-index", TagIndexLink(repository, tag, digest), digest)
             if move_tag:
-                self._link(
-                    plan, repo, "tag-current", self.layout.key(TagCurrentLink(repository, tag)), digest
-                )
+                self._link(walk, "tag-current", TagCurrentLink(repository, tag), digest)
         # one need per key: the first (deepest) occurrence wins
+        plan = walk.plan
         unique: dict[str, Need] = {}
         for need in plan.needs:
             unique.setdefault(need.key, need)
         plan.needs = list(unique.values())
         return plan
 
-    def _manifest(
-        self,
-        plan: ImagePlan,
-        repo: RepositoryKeys | None,
-        digest: Digest,
-        declared: int | None,
-        seen: set[tuple[str, Digest]],
-        top: bool,
-    ) -> None:
-        if ("m", digest) in seen:
+    def _manifest(self, walk: _Walk, digest: Digest, declared: int | None, top: bool) -> None:
+        """The manifest (an index's children first), its blobs, and its revision link."""
+        if not walk.first_visit("manifest", digest):
             return
-        seen.add(("m", digest))
+        plan = walk.plan
         key = self.layout.key(BlobData(digest))
         history = self.model.blobs.get(digest)
         need = Need("manifest", key, digest)
@@ -169,47 +174,35 @@ class Planner:
                 plan.media_type = read.manifest.media_type if read.manifest else None
         if read is not None and read.manifest is not None:
             for child in read.manifest.children:
-                self._manifest(plan, repo, child.digest, child.size, seen, top=False)
+                self._manifest(walk, child.digest, child.size, top=False)
             for blob in read.manifest.blobs:
-                self._blob(plan, repo, blob.digest, blob.size, seen)
+                self._blob(walk, blob.digest, blob.size)
         plan.needs.append(need)
-        self._link(
-            plan, repo, "revision-link", self.layout.key(RevisionLink(plan.repository, digest)), digest
-        )
+        self._link(walk, "revision-link", RevisionLink(plan.repository, digest), digest)
 
-    def _blob(
-        self,
-        plan: ImagePlan,
-        repo: RepositoryKeys | None,
-        digest: Digest,
-        declared: int | None,
-        seen: set[tuple[str, Digest]],
-    ) -> None:
-        if ("b", digest) in seen:
+    def _blob(self, walk: _Walk, digest: Digest, declared: int | None) -> None:
+        """The blob (a version of the declared size) and its layer link."""
+        if not walk.first_visit("blob", digest):
             return
-        seen.add(("b", digest))
         key = self.layout.key(BlobData(digest))
         history = self.model.blobs.get(digest)
         need = Need("blob", key, digest, size=declared)
-        plan.size += declared or 0
+        walk.plan.size += declared or 0
 
         def fits(v: ObjectVersion) -> bool:
             return declared is None or v.size == declared
 
-        if history is not None and history.current is not None and fits(history.current):
-            pass
-        else:
+        if history is None or history.current is None or not fits(history.current):
             version = next((v for v in (history.data_versions if history else []) if fits(v)), None)
             if version is None:
                 need.gone("no version of the blob with the declared size")
             else:
                 need.copy_from(key, version)
-        plan.needs.append(need)
-        self._link(plan, repo, "layer-link", self.layout.key(LayerLink(plan.repository, digest)), digest)
+        walk.plan.needs.append(need)
+        self._link(walk, "layer-link", LayerLink(walk.plan.repository, digest), digest)
 
-    def _link(
-        self, plan: ImagePlan, repo: RepositoryKeys | None, phase: str, key: str, expected: Digest
-    ) -> None:
+    def _link(self, walk: _Walk, phase: str, link: Link, expected: Digest) -> None:
+        key = self.layout.key(link)
         need = Need(phase, key, expected)
         history = self.model.inventory.get(key)
         if (
@@ -217,15 +210,15 @@ class Planner:
             and history.current is not None
             and self.links.holds(history, history.current, expected) is True
         ):
-            plan.needs.append(need)
+            walk.plan.needs.append(need)
             return
-        source = self._link_source(repo, history, expected)
+        source = self._link_source(walk.repo, history, expected)
         if source is None:
             need.gone(f"no version of any link holds {expected.short}")
         else:
             src_history, version = source
             need.copy_from(src_history.key, version)
-        plan.needs.append(need)
+        walk.plan.needs.append(need)
 
     def _link_source(
         self, repo: RepositoryKeys | None, own: KeyHistory | None, expected: Digest
