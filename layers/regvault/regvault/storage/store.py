@@ -70,3 +70,17 @@ class RegistryStore(Protocol):
     def put_bytes(self, key: str, body: bytes, content_type: str) -> None: ...
 
     def posture(self) -> BucketPosture: ...
+
+
+class RequestCount(Protocol):
+    """How many requests a store has sent so far (a warm Lambda reuses its store: take differences)."""
+
+    @property
+    def total(self) -> int: ...
+
+
+class CountedStore(RegistryStore, Protocol):
+    """A ``RegistryStore`` that counts the requests it sends (``S3Store`` does, per client)."""
+
+    @property
+    def requests(self) -> RequestCount: ...
