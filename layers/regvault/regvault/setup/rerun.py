@@ -6,6 +6,7 @@ live here, behind the ``Executions`` port.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 from regvault.errors import InvalidInput
 
 ARN_SHAPE = "arn:PARTITION:states:REGION:ACCOUNT:stateMachine:NAME"
+_ARN = re.compile(r"arn:([a-z][a-z0-9-]*):states:([a-z0-9-]+):([0-9]+):stateMachine:([^\s:]+)")
 
 
 @dataclass(frozen=True)
@@ -28,17 +30,10 @@ class StateMachineArn:
     @classmethod
     def parse(cls, text: str) -> StateMachineArn:
         """Split a state machine ARN; anything else is a one-line InvalidInput naming the expected shape."""
-        parts = text.split(":")
-        ok = (
-            len(parts) == 7
-            and parts[0] == "arn"
-            and parts[2] == "states"
-            and parts[5] == "stateMachine"
-            and all(parts[i] for i in (1, 3, 4, 6))
-        )
-        if not ok:
+        match = _ARN.fullmatch(text)
+        if match is None:
             raise InvalidInput(f"not a state machine ARN: {text[:80]!r} (expected {ARN_SHAPE})")
-        return cls(text, parts[1], parts[3], parts[4], parts[6])
+        return cls(text, *match.groups())
 
 
 class Executions(Protocol):
