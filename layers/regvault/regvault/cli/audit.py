@@ -10,16 +10,16 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from regvault.audit.findings import AuditReport
-from regvault.audit.run import AuditRequest
-from regvault.audit.usecase import audit_registry
 from regvault.cli.common import Subparsers, add_common_options, console, settings, store
 from regvault.cli.progress import StderrProgress
 from regvault.errors import InvalidInput
-from regvault.images.manifest_cache import ManifestCache
 from regvault.storage.layout import RegistryLayout
+
+if TYPE_CHECKING:  # the audit's modules load when an audit runs, not for every command
+    from regvault.audit.findings import AuditReport
+    from regvault.images.manifest_cache import ManifestCache
 
 EXAMPLES = """\
 examples:
@@ -71,6 +71,8 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
+    from regvault.audit.run import AuditRequest
+    from regvault.audit.usecase import audit_registry
     from regvault.reports.render import to_markdown
 
     s3 = store(args)
@@ -118,6 +120,8 @@ class FileManifestCache:
         return cls(Path(directory).expanduser() / f"{name}.manifests.json.gz")
 
     def load(self) -> ManifestCache:
+        from regvault.images.manifest_cache import ManifestCache
+
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:

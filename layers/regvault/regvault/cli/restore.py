@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from regvault.cli.common import Subparsers, add_common_options, console, settings, split_ref, store
-from regvault.images.closure import Need
-from regvault.restore.usecase import RestoreRequest, restore_images
 from regvault.storage.layout import RegistryLayout
+
+if TYPE_CHECKING:
+    from regvault.images.closure import Need
 
 EXAMPLES = """\
 examples:
@@ -51,6 +52,7 @@ def add_parser(sub: Subparsers) -> None:
 
 def cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
     from regvault.restore.apply import parse_time
+    from regvault.restore.usecase import RestoreRequest, restore_images
 
     repository, tag = split_ref(args.reference)
     at = parse_time(args.at) if args.at is not None else None
