@@ -7,15 +7,11 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from regvault.audit.run import AuditRequest, run_audit
+from regvault.audit.run import AuditRequest
+from regvault.audit.usecase import audit_registry
 from regvault.aws.s3 import Notifier, S3Store, s3_client
 from regvault.lambda_edge.events import AuditEvent, AuditSettings
-from regvault.reports.scheduled import (
-    load_manifest_cache,
-    manifest_cache_key,
-    publish_report,
-    save_manifest_cache,
-)
+from regvault.reports.scheduled import ReportsBucketCache
 from regvault.storage.layout import RegistryLayout
 
 logger = Logger()
@@ -38,16 +34,19 @@ def clients() -> tuple[S3Store, S3Store, Notifier | None]:
 def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     event = AuditEvent.from_event(raw_event)
     registry, reports, alerts = clients()
-    # manifest versions the previous audit read are not read again (S3 versions never change)
-    cache_key = manifest_cache_key(SETTINGS.bucket, SETTINGS.root)
-    cache = load_manifest_cache(reports, cache_key)
-    if cache.problem:
-        logger.info(cache.problem)
-    request = AuditRequest(deep=event.deep, sample=event.sample, manifest_cache=cache)
-    report = run_audit(registry, RegistryLayout(SETTINGS.root), request)
-    result = publish_report(report, reports, alerts)
-    save_manifest_cache(reports, cache_key, cache)
-    s = report.summary
+    outcome = audit_registry(
+        registry,
+        RegistryLayout(SETTINGS.root),
+        AuditRequest(deep=event.deep, sample=event.sample),
+        # manifest versions the previous audit read are not read again (S3 versions never change)
+        cache=ReportsBucketCache.of(reports, SETTINGS.bucket, SETTINGS.root),
+        sink=reports,
+        alerts=alerts,
+        warn=logger.info,
+    )
+    result = outcome.published
+    assert result is not None  # a sink was given
+    s = outcome.report.summary
     for name, value, unit in (
         ("FindingsError", s["errors"], MetricUnit.Count),
         ("FindingsWarning", s["warnings"], MetricUnit.Count),

@@ -8,7 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from regvault.aws.s3 import S3Store, s3_client
-from regvault.images.listing import list_registry, listing_document
+from regvault.images.usecase import catalog
 from regvault.lambda_edge.events import CatalogEvent, Settings, parse_event
 from regvault.storage.layout import RegistryLayout
 
@@ -28,11 +28,7 @@ def store() -> S3Store:
 @metrics.log_metrics
 def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     event = parse_event(CatalogEvent, raw_event)
-    s3 = store()
-    before = s3.requests.total
-    layout = RegistryLayout(SETTINGS.root)
-    listing = list_registry(s3, layout, event.repository)
-    document = listing_document(listing, SETTINGS.bucket, layout, s3.requests.total - before)
+    document = catalog(store(), RegistryLayout(SETTINGS.root), event.repository).document
     metrics.add_metric(name="TagsListed", unit=MetricUnit.Count, value=document["summary"]["tags"])
     logger.info("listed registry", extra={"summary": document["summary"]})
     return document

@@ -9,9 +9,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from regvault.aws.s3 import Notifier, RegistryRestarter, S3Store, s3_client
 from regvault.lambda_edge.events import RestoreEvent, RestoreSettings, parse_event
-from regvault.restore.apply import apply_plan
-from regvault.restore.planner import plan_restore
 from regvault.restore.targets import parse_time
+from regvault.restore.usecase import RestoreRequest, restore_images
 from regvault.storage.layout import RegistryLayout
 
 logger = Logger()
@@ -25,27 +24,36 @@ def store() -> S3Store:
     return S3Store(SETTINGS.bucket, s3_client(max_pool_connections=32))
 
 
+@lru_cache(maxsize=1)
+def registry_ports() -> tuple[RegistryRestarter | None, Notifier | None]:
+    """What an applied restore restarts and notifies, when the stack configured them."""
+    restarter = RegistryRestarter(SETTINGS.restart_instance_id) if SETTINGS.restart_instance_id else None
+    notifier = Notifier(SETTINGS.alert_topic_arn) if SETTINGS.alert_topic_arn else None
+    return restarter, notifier
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     event = parse_event(RestoreEvent, raw_event)
-    layout = RegistryLayout(SETTINGS.root)
-    at = parse_time(event.at) if event.at else None
-    plan, _ = plan_restore(
-        store(), layout, event.repository, event.tag, to=event.to, previous=event.previous, at=at
+    request = RestoreRequest(
+        event.repository,
+        event.tag,
+        to=event.to,
+        previous=event.previous,
+        at=parse_time(event.at) if event.at else None,
+        apply=event.apply,
     )
-    result = plan.as_dict(layout)
-    result.update(applied=False, copied=0, registry_restart=None)
-    if event.apply and plan.restorable:
-        applied = apply_plan(store(), plan)
-        result.update(applied=True, copied=applied.copied)
-        metrics.add_metric(name="TagsRestored", unit=MetricUnit.Count, value=len(plan.targets))
-        metrics.add_metric(name="ObjectsCopied", unit=MetricUnit.Count, value=applied.copied)
-        if plan.brings_blobs_back and SETTINGS.restart_instance_id:
-            result["registry_restart"] = RegistryRestarter(SETTINGS.restart_instance_id).restart()
-        if SETTINGS.alert_topic_arn:
-            Notifier(SETTINGS.alert_topic_arn).publish(*plan.notice(applied.copied))
+    restarter, notifier = registry_ports()
+    outcome = restore_images(
+        store(), RegistryLayout(SETTINGS.root), request, restarter=restarter, notifier=notifier
+    )
+    result = outcome.document
+    result.update(applied=outcome.applied, copied=outcome.copied, registry_restart=outcome.registry_restart)
+    if outcome.applied:
+        metrics.add_metric(name="TagsRestored", unit=MetricUnit.Count, value=len(outcome.plan.targets))
+        metrics.add_metric(name="ObjectsCopied", unit=MetricUnit.Count, value=outcome.copied)
     logger.info(
         "restore",
         extra={"targets": result["targets"], "applied": result["applied"], "copied": result["copied"]},

@@ -6,6 +6,7 @@ Never writes to the registry bucket: the sink is a separate store on the reports
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from regvault.audit.findings import AuditReport
@@ -88,3 +89,22 @@ def load_manifest_cache(store: ObjectStore, key: str) -> ManifestCache:
 
 def save_manifest_cache(store: ObjectStore, key: str, cache: ManifestCache) -> None:
     store.put_bytes(key, cache.dumps(), "application/gzip")
+
+
+@dataclass(frozen=True)
+class ReportsBucketCache:
+    """The manifest cache of one registry (bucket + root), kept in the reports bucket beside its reports:
+    the ``ManifestCacheStore`` the scheduled audit passes to ``regvault.audit.usecase.audit_registry``."""
+
+    store: ObjectStore
+    key: str
+
+    @classmethod
+    def of(cls, store: ObjectStore, bucket: str, root: str) -> ReportsBucketCache:
+        return cls(store, manifest_cache_key(bucket, root))
+
+    def load(self) -> ManifestCache:
+        return load_manifest_cache(self.store, self.key)
+
+    def save(self, cache: ManifestCache) -> None:
+        save_manifest_cache(self.store, self.key, cache)

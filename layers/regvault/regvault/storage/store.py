@@ -61,7 +61,8 @@ class ObjectStore(Protocol):
 class RegistryStore(ObjectStore, Protocol):
     """The registry's bucket, every object version in it. Errors are regvault's own (``regvault.errors``)."""
 
-    requests: RequestTally
+    @property
+    def requests(self) -> RequestTally: ...  # a warm Lambda reuses its store: take differences
 
     @property
     def endpoint(self) -> str: ...

@@ -1,0 +1,58 @@
+"""The audit use case: load the manifest cache, run the audit, publish the report, save the cache.
+
+The scheduled AuditFunction and ``regvault audit`` both call ``audit_registry``; they differ only in the
+ports they pass (the reports bucket and SNS for the Lambda; a cache file and no sink for the CLI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from regvault.audit.findings import AuditReport
+from regvault.audit.run import AuditRequest, Progress, run_audit
+from regvault.images.manifest_cache import ManifestCache
+from regvault.reports.scheduled import Alerts, publish_report
+from regvault.storage.layout import RegistryLayout
+from regvault.storage.store import ObjectStore, RegistryStore
+
+
+class ManifestCacheStore(Protocol):
+    """Where the manifest versions an earlier audit read are kept between audits."""
+
+    def load(self) -> ManifestCache: ...
+
+    def save(self, cache: ManifestCache) -> None: ...
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    report: AuditReport
+    published: dict[str, Any] | None  # publish_report's answer when a report sink was given
+    cache_problem: str | None  # why the manifest cache could not be used (every manifest was read)
+
+
+def audit_registry(
+    store: RegistryStore,
+    layout: RegistryLayout,
+    request: AuditRequest,
+    *,
+    cache: ManifestCacheStore | None = None,
+    sink: ObjectStore | None = None,
+    alerts: Alerts | None = None,
+    warn: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+) -> AuditOutcome:
+    """Audit the registry. With ``cache``: manifests read before are not read again, and what this audit
+    read is saved for the next one. With ``sink``: the report is written there and ``alerts`` is told
+    when errors were found. ``warn`` hears, before the audit starts, why the cache could not be used."""
+    loaded = cache.load() if cache is not None else None
+    problem = loaded.problem if loaded is not None else None
+    if problem and warn is not None:
+        warn(problem)
+    report = run_audit(store, layout, replace(request, manifest_cache=loaded), progress)
+    published = publish_report(report, sink, alerts) if sink is not None else None
+    if cache is not None and loaded is not None:
+        cache.save(loaded)
+    return AuditOutcome(report, published, problem)

@@ -1,0 +1,180 @@
+"""``regvault audit``: every tag's closure, its history and the bucket's posture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from regvault.cli.common import Subparsers, add_common_options, console, settings, store
+from regvault.cli.progress import StderrProgress
+from regvault.errors import InvalidInput
+from regvault.storage.layout import RegistryLayout
+
+if TYPE_CHECKING:  # the audit's modules load when an audit runs, not for every command
+    from regvault.audit.findings import AuditReport
+    from regvault.images.manifest_cache import ManifestCache
+
+EXAMPLES = """\
+examples:
+  regvault audit --bucket my-registry-bucket
+  regvault audit --format json --output report.json      # exit 1 when errors are found
+  regvault audit --deep --sample 0.1                     # also hash 10 % of the blobs
+
+exit codes: 0 no error-severity finding, 1 errors found, 2 could not run.
+Severities: error = a pull of a live tag breaks or data is lost now; warning = risk (bucket posture,
+deleted tags, history that can no longer be restored); info = housekeeping (orphans, stale uploads).
+"""
+
+
+def add_parser(sub: Subparsers) -> None:
+    audit = sub.add_parser(
+        "audit",
+        help="check every tag's closure, its history and the bucket's posture",
+        description="Walk the registry's object versions once and check that every live tag can be "
+        "pulled (manifest, index children, config, layers, links, digests, sizes), which earlier images "
+        "S3 can still restore, housekeeping (orphan blobs, stale uploads) and the bucket's posture.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    audit.add_argument("--deep", action="store_true", help="also stream every referenced blob through sha256")
+    audit.add_argument(
+        "--sample",
+        type=float,
+        default=1.0,
+        metavar="FRACTION",
+        help="with --deep: verify this fraction of blobs",
+    )
+    audit.add_argument(
+        "--grace-hours",
+        type=float,
+        default=2.0,
+        metavar="H",
+        help="uploads and unreferenced blobs younger than this are in-flight pushes, "
+        "not findings (default 2)",
+    )
+    audit.add_argument("--workers", type=int, default=8, metavar="N", help="parallel S3 reads (default 8)")
+    audit.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=os.environ.get("REGVAULT_CACHE_DIR") or None,
+        help="keep what this audit learned from each manifest version in DIR and skip reading it next "
+        "time (S3 versions never change); env REGVAULT_CACHE_DIR. Without it every manifest is read",
+    )
+    add_common_options(audit, suppress=True, formats=("table", "json", "markdown", "html"))
+
+
+def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
+    from regvault.audit.run import AuditRequest
+    from regvault.audit.usecase import audit_registry
+    from regvault.reports.render import to_markdown
+
+    s3 = store(args)
+    _, root = settings(args)
+    cache = FileManifestCache.of(args.cache_dir, s3.bucket, root) if args.cache_dir else None
+    request = AuditRequest(
+        deep=args.deep,
+        sample=args.sample,
+        grace=timedelta(hours=args.grace_hours),
+        workers=args.workers,
+        page_size=args.page_size,
+    )
+    with StderrProgress() as progress:
+        report = audit_registry(
+            s3,
+            RegistryLayout(root),
+            request,
+            cache=cache,
+            warn=cache.warn if cache is not None else None,
+            progress=progress if progress.enabled else None,
+        ).report
+    if args.format == "json":
+        out.write(json.dumps(report.as_dict(), indent=2) + "\n")
+    elif args.format == "markdown":
+        out.write(to_markdown(report))
+    elif args.format == "html":
+        from regvault.reports.render import to_html
+
+        out.write(to_html(report))
+    else:
+        _table(report, out)
+    return report.exit_code
+
+
+@dataclass(frozen=True)
+class FileManifestCache:
+    """``--cache-dir``: the manifest cache of one registry (bucket + root) in a gzip file. A missing file
+    is an empty cache; a file that cannot be written is a warning, not a failed audit."""
+
+    path: Path
+
+    @classmethod
+    def of(cls, directory: str, bucket: str, root: str) -> FileManifestCache:
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", f"{bucket}@{root}" if root else bucket)
+        return cls(Path(directory).expanduser() / f"{name}.manifests.json.gz")
+
+    def load(self) -> ManifestCache:
+        from regvault.images.manifest_cache import ManifestCache
+
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            data = None
+        except OSError as exc:
+            raise InvalidInput(f"cannot read the manifest cache {self.path}: {exc.strerror or exc}") from None
+        return ManifestCache.loads(data)
+
+    def save(self, cache: ManifestCache) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(self.path.name + ".partial")
+            partial.write_bytes(cache.dumps())
+            partial.replace(self.path)
+        except OSError as exc:
+            message = f"could not write the manifest cache {self.path}: {exc.strerror or exc}"
+            print(f"warning: {message}", file=sys.stderr)
+
+    def warn(self, problem: str) -> None:
+        """Why the cache in the file was ignored."""
+        print(f"warning: {self.path}: {problem}", file=sys.stderr)
+
+
+def _table(report: AuditReport, out: TextIO) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    terminal = console(out)
+    s = report.summary
+    colour = {"error": "red", "warning": "yellow", "info": "cyan"}
+    if report.findings:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("SEVERITY", "CODE", "REPOSITORY", "TAG", "DIGEST", "RECOVERABLE", "MESSAGE"):
+            table.add_column(
+                column, no_wrap=column != "MESSAGE", min_width=40 if column == "MESSAGE" else None
+            )
+        for f in report.findings:
+            table.add_row(
+                f"[{colour[f.severity]}]{f.severity}[/]",
+                f.code,
+                f.repository or "",
+                f.tag or "",
+                (f.digest or "")[:19],
+                {True: "yes", False: "NO", None: "-"}[f.recoverable],
+                escape(f.message),
+            )
+        terminal.print(table)
+    else:
+        terminal.print("[green]no findings[/]")
+    verdict = "[green]clean[/]" if not s["errors"] else f"[red]{s['errors']} error(s)[/]"
+    terminal.print(
+        f"audit {verdict}: {s['warnings']} warning(s), {s['infos']} info; {s['repositories']} repositories, "
+        f"{s['tags']} tags ({s['deleted_tags']} deleted), {s['manifests']} manifests, {s['blobs']} blobs; "
+        f"{s['object_versions']:,} object versions read with {s['s3_requests']} S3 requests "
+        f"in {s['duration_s']:.1f} s"
+    )
