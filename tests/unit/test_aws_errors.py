@@ -1,7 +1,7 @@
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from regvault.aws.errors import translate
 from regvault.aws.s3 import S3Store
 from regvault.errors import (
     AccessDenied,
@@ -31,8 +31,7 @@ def _error(code, status):
     ],
 )
 def test_client_errors_become_domain_errors(code, status, key, kind, text):
-    store = S3Store("b", boto3.client("s3", region_name="us-east-1"))
-    err = store._translate(_error(code, status), "ListObjectVersions", key)
+    err = translate(_error(code, status), "b", "ListObjectVersions", key)
     assert isinstance(err, kind) and text in str(err) and "\n" not in str(err)
 
 
@@ -45,3 +44,4 @@ def test_missing_version_and_size_guard(s3, bucket):
         store.get_bytes("k", max_bytes=10)
     assert store.get_bytes("k", max_bytes=100) == b"x" * 100
     assert store.versioning_status() == "Enabled"
+

@@ -256,7 +256,8 @@ def _settings(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from regvault.aws.s3 import S3Store, s3_client
+    from regvault.aws.clients import s3_client
+    from regvault.aws.s3 import S3Store
 
     bucket, _ = _settings(args)
     client = s3_client(endpoint_url=args.endpoint_url or None, region=args.region, profile=args.profile)
@@ -623,7 +624,8 @@ def cmd_setup(args: argparse.Namespace, out: TextIO) -> int:
     import time
     from datetime import UTC, datetime
 
-    from regvault.aws.s3 import StateMachine, client
+    from regvault.aws.clients import client
+    from regvault.aws.services import StateMachine
 
     if not args.state_machine_arn and not args.preflight:
         raise InvalidInput("give --state-machine-arn (re-run the setup) or --preflight (check only)")
@@ -671,7 +673,7 @@ def cmd_setup(args: argparse.Namespace, out: TextIO) -> int:
 
 def _preflight(args: argparse.Namespace, properties: dict[str, Any] | None, out: TextIO) -> int:
     """`regvault setup --preflight`: the Setup state machine's first step, run here with your credentials."""
-    from regvault.aws.s3 import client
+    from regvault.aws.clients import client
     from regvault.setup.preflight import run
     from regvault.setup.steps import SetupConfig
 
@@ -721,7 +723,8 @@ def _preflight(args: argparse.Namespace, properties: dict[str, Any] | None, out:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from regvault.aws.s3 import S3Store, s3_client
+    from regvault.aws.clients import s3_client
+    from regvault.aws.s3 import S3Store
     from regvault.reports.status import gather
 
     store = _store(args)
