@@ -45,3 +45,20 @@ def test_missing_version_and_size_guard(s3, bucket):
     assert store.get_bytes("k", max_bytes=100) == b"x" * 100
     assert store.versioning_status() == "Enabled"
 
+
+def test_expected_codes_become_aws_call_failed_and_others_go_up_unchanged():
+    from regvault.aws.errors import expected
+    from regvault.errors import AwsCallFailed
+
+    def fail(code):
+        raise _error(code, 400)
+
+    with pytest.raises(AwsCallFailed) as caught, expected("NoSuchEntity", "404"):
+        fail("NoSuchEntity")
+    assert (caught.value.code, caught.value.message) == ("NoSuchEntity", "m")
+    # the Setup state machine retries on the name ClientError: an unexpected code must keep it
+    with pytest.raises(ClientError) as other, expected("NoSuchEntity"):
+        fail("InvalidParameterValue")
+    assert type(other.value).__name__ == "ClientError"
+    with pytest.raises(KeyError), expected("NoSuchEntity"):
+        raise KeyError("not an AWS error")
