@@ -194,28 +194,18 @@ def skip_error_sniffing_for_complete_listings(client: Any) -> None:
 
 def records(response: dict[str, Any]) -> list[VersionRecord]:
     """The versions and delete markers of a ListObjectVersions response, versions first."""
-    out = [
-        VersionRecord(
-            key=item["Key"],
-            version_id=item.get("VersionId") or "null",
-            last_modified=item["LastModified"],
-            is_latest=bool(item.get("IsLatest")),
-            is_delete_marker=False,
-            size=int(item.get("Size", 0)),
-            etag=str(item["ETag"]).strip('"') if item.get("ETag") else None,
-        )
-        for item in response.get("Versions", ())
+    return [_record(item, False) for item in response.get("Versions", ())] + [
+        _record(item, True) for item in response.get("DeleteMarkers", ())
     ]
-    out += [
-        VersionRecord(
-            key=item["Key"],
-            version_id=item.get("VersionId") or "null",
-            last_modified=item["LastModified"],
-            is_latest=bool(item.get("IsLatest")),
-            is_delete_marker=True,
-            size=0,
-            etag=None,
-        )
-        for item in response.get("DeleteMarkers", ())
-    ]
-    return out
+
+
+def _record(item: dict[str, Any], is_delete_marker: bool) -> VersionRecord:
+    return VersionRecord(
+        key=item["Key"],
+        version_id=item.get("VersionId") or "null",
+        last_modified=item["LastModified"],
+        is_latest=bool(item.get("IsLatest")),
+        is_delete_marker=is_delete_marker,
+        size=0 if is_delete_marker else int(item.get("Size", 0)),
+        etag=None if is_delete_marker or not item.get("ETag") else str(item["ETag"]).strip('"'),
+    )

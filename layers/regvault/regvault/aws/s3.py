@@ -5,9 +5,9 @@ bucket settings readers (lifecycle, encryption, public access block, policy) aud
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from regvault.aws.clients import RequestCounter
 from regvault.aws.errors import BodyCutShort, s3_errors, unless_missing
@@ -17,6 +17,8 @@ from regvault.storage.store import DEFAULT_PAGE_SIZE, BucketPosture, VersionReco
 
 MAX_SINGLE_COPY = 5 * 1024**3  # S3's CopyObject limit
 STREAM_ATTEMPTS = 4  # reads of a body that broke mid-stream
+
+T = TypeVar("T")
 
 
 class S3Store:
@@ -75,23 +77,12 @@ class S3Store:
             params["VersionId"] = version_id
         if max_bytes is not None:
             params["Range"] = f"bytes=0-{max_bytes}"
-        body = self._read_retrying(key, params)
+        body = self._read_again_if_cut_short(
+            key, lambda: bytes(self.client.get_object(**params)["Body"].read())
+        )
         if max_bytes is not None and len(body) > max_bytes:
             raise ObjectTooLarge(f"s3://{self.bucket}/{key} is larger than {max_bytes} bytes")
         return bytes(body)
-
-    def _read_retrying(self, key: str, params: dict[str, Any]) -> bytes:
-        """GetObject and read the body; a body cut short (connection dropped mid-stream) is read again.
-
-        botocore retries failed requests but not a stream that breaks after the headers arrived."""
-        for attempt in range(1, STREAM_ATTEMPTS + 1):
-            try:
-                with self._errors("GetObject", key):
-                    return bytes(self.client.get_object(**params)["Body"].read())
-            except BodyCutShort:
-                if attempt == STREAM_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
 
     def stream_sha256(
         self, key: str, version_id: str | None = None, chunk_size: int = 1024 * 1024
@@ -100,19 +91,29 @@ class S3Store:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if version_id:
             params["VersionId"] = version_id
-        for attempt in range(1, STREAM_ATTEMPTS + 1):
+
+        def read() -> tuple[str, int]:
             digest = hashlib.sha256()
             size = 0
+            body = self.client.get_object(**params)["Body"]
+            try:
+                for chunk in body.iter_chunks(chunk_size):
+                    digest.update(chunk)
+                    size += len(chunk)
+            finally:
+                body.close()
+            return digest.hexdigest(), size
+
+        return self._read_again_if_cut_short(key, read)
+
+    def _read_again_if_cut_short(self, key: str, read: Callable[[], T]) -> T:
+        """GetObject and read the body (``read``); a body cut short (connection dropped mid-stream) is
+        read again. botocore retries failed requests but not a stream that breaks after the headers
+        arrived."""
+        for attempt in range(1, STREAM_ATTEMPTS + 1):
             try:
                 with self._errors("GetObject", key):
-                    body = self.client.get_object(**params)["Body"]
-                    try:
-                        for chunk in body.iter_chunks(chunk_size):
-                            digest.update(chunk)
-                            size += len(chunk)
-                    finally:
-                        body.close()
-                return digest.hexdigest(), size
+                    return read()
             except BodyCutShort:
                 if attempt == STREAM_ATTEMPTS:
                     raise
