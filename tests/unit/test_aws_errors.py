@@ -62,3 +62,61 @@ def test_expected_codes_become_aws_call_failed_and_others_go_up_unchanged():
     assert type(other.value).__name__ == "ClientError"
     with pytest.raises(KeyError), expected("NoSuchEntity"):
         raise KeyError("not an AWS error")
+
+
+class _CutShortClient:
+    """GetObject whose first ``cuts`` bodies break mid-stream (as botocore reports it)."""
+
+    class meta:
+        endpoint_url = "memory://"
+
+        class events:
+            @staticmethod
+            def register(*_):
+                pass
+
+    def __init__(self, cuts):
+        self.cuts = cuts
+        self.calls = 0
+
+    def get_object(self, **_):
+        from botocore.exceptions import IncompleteReadError
+
+        self.calls += 1
+        cut = self.calls <= self.cuts
+
+        class Body:
+            def read(self):
+                if cut:
+                    raise IncompleteReadError(actual_bytes=1, expected_bytes=3)
+                return b"abc"
+
+            def iter_chunks(self, _size):
+                yield b"a"
+                if cut:
+                    raise IncompleteReadError(actual_bytes=1, expected_bytes=3)
+                yield b"bc"
+
+            def close(self):
+                pass
+
+        return {"Body": Body()}
+
+
+def test_a_body_cut_short_is_read_again_up_to_the_stream_attempts():
+    import hashlib
+
+    from regvault.aws.errors import BodyCutShort
+    from regvault.aws.s3 import STREAM_ATTEMPTS
+
+    client = _CutShortClient(cuts=STREAM_ATTEMPTS - 1)
+    assert S3Store("b", client).get_bytes("k") == b"abc"
+    assert client.calls == STREAM_ATTEMPTS
+    client = _CutShortClient(cuts=STREAM_ATTEMPTS - 1)
+    assert S3Store("b", client).stream_sha256("k") == (hashlib.sha256(b"abc").hexdigest(), 3)
+    assert client.calls == STREAM_ATTEMPTS
+    for read in (lambda s: s.get_bytes("k"), lambda s: s.stream_sha256("k")):
+        client = _CutShortClient(cuts=STREAM_ATTEMPTS)
+        with pytest.raises(BodyCutShort, match="cut short"):
+            read(S3Store("b", client))
+        assert client.calls == STREAM_ATTEMPTS
