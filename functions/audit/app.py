@@ -9,7 +9,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from regvault.audit.run import AuditRequest
 from regvault.audit.usecase import audit_registry
-from regvault.aws.s3 import Notifier, S3Store, s3_client
+from regvault.aws.clients import s3_client
+from regvault.aws.s3 import S3Store
+from regvault.aws.services import Notifier
 from regvault.lambda_edge.events import AuditEvent, AuditSettings
 from regvault.reports.scheduled import ReportsBucketCache
 from regvault.storage.layout import RegistryLayout

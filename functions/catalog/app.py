@@ -7,7 +7,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from regvault.aws.s3 import S3Store, s3_client
+from regvault.aws.clients import s3_client
+from regvault.aws.s3 import S3Store
 from regvault.images.usecase import catalog
 from regvault.lambda_edge.events import CatalogEvent, Settings, parse_event
 from regvault.storage.layout import RegistryLayout

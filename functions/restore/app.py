@@ -7,7 +7,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from regvault.aws.s3 import Notifier, RegistryRestarter, S3Store, s3_client
+from regvault.aws.clients import s3_client
+from regvault.aws.s3 import S3Store
+from regvault.aws.services import Notifier, RegistryRestarter
 from regvault.lambda_edge.events import RestoreEvent, RestoreSettings, parse_event
 from regvault.restore.targets import parse_time
 from regvault.restore.usecase import RestoreRequest, restore_images

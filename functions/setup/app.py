@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from regvault.aws.s3 import client
+from regvault.aws.clients import client
 from regvault.setup import custom_resource as cr
 from regvault.setup import steps
 

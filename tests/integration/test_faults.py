@@ -7,7 +7,8 @@ import pytest
 
 from harness.faults import FaultInjector
 from regvault.audit.run import AuditRequest, run_audit
-from regvault.aws.s3 import S3Store, s3_client
+from regvault.aws.clients import s3_client
+from regvault.aws.s3 import S3Store
 from regvault.errors import RegvaultError
 from regvault.restore.apply import apply_plan
 from regvault.restore.planner import plan_restore

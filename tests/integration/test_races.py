@@ -4,7 +4,8 @@ import threading
 import time
 
 from regvault.audit.run import AuditRequest, run_audit
-from regvault.aws.s3 import S3Store, s3_client
+from regvault.aws.clients import s3_client
+from regvault.aws.s3 import S3Store
 from regvault.errors import NoRegistryFound
 from regvault.storage.layout import RegistryLayout
 

@@ -129,7 +129,8 @@ def test_restore_whole_deleted_repository_at_a_time_before_deletion(incident, ca
 
 
 def test_push_after_plan_stops_before_moving_the_tag(incident, capsys, cli_env):
-    from regvault.aws.s3 import S3Store, s3_client
+    from regvault.aws.clients import s3_client
+    from regvault.aws.s3 import S3Store
     from regvault.restore.apply import TagMoved, apply_plan
     from regvault.restore.planner import plan_restore
 

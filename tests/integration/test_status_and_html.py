@@ -38,7 +38,8 @@ def test_status_reports_posture_registry_and_last_audit(samples, capsys, cli_env
     assert doc["last_audit"]["missing"] is True
     # after a scheduled audit wrote its reports, status shows its summary
     from regvault.audit.run import AuditRequest, run_audit
-    from regvault.aws.s3 import S3Store, s3_client
+    from regvault.aws.clients import s3_client
+    from regvault.aws.s3 import S3Store
     from regvault.reports.scheduled import publish_report
     from regvault.storage.layout import RegistryLayout
 

@@ -4,7 +4,7 @@ import pytest
 def test_listing_timestamps_parse_like_botocore_but_fast_path_for_iso8601():
     from botocore.utils import parse_timestamp as botocore_parse
 
-    from regvault.aws.s3 import parse_timestamp
+    from regvault.aws.listing import parse_timestamp
 
     for text in (
         "2026-11-26T20:26:50.000Z",
@@ -22,7 +22,8 @@ def test_versions_pages_parse_exactly_like_botocore(s3, bucket, monkeypatch):
 
     import boto3
 
-    from regvault.aws import s3 as aws
+    from regvault.aws import listing
+    from regvault.aws.clients import s3_client
 
     from .builders import random_history
 
@@ -30,9 +31,9 @@ def test_versions_pages_parse_exactly_like_botocore(s3, bucket, monkeypatch):
     names = ["a/b&<1>", "plain", "a/c d", "ü/ß", "dir/x/y", "dir/z", "sp ace/+plus"]
     random_history(s3, bucket, names, 60, rng)
     fast_pages = []
-    real = aws.parse_versions_page
-    monkeypatch.setattr(aws, "parse_versions_page", lambda *a: fast_pages.append(1) or real(*a))
-    fast = aws.s3_client(region="us-east-1")
+    real = listing.parse_versions_page
+    monkeypatch.setattr(listing, "parse_versions_page", lambda *a: fast_pages.append(1) or real(*a))
+    fast = s3_client(region="us-east-1")
     plain = boto3.client("s3", region_name="us-east-1")
     queries = [
         {},
@@ -49,21 +50,21 @@ def test_versions_pages_parse_exactly_like_botocore(s3, bucket, monkeypatch):
         assert ours == reference, query
     assert len(fast_pages) == len(queries)  # every page took the fast path
     # an element the fast parser does not know: botocore's parser answers instead
-    assert aws.parse_versions_page(
+    assert listing.parse_versions_page(
         b'<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
         b"<Name>b</Name></ListVersionsResult>",
-        aws.parse_timestamp,
+        listing.parse_timestamp,
     ) == {"Name": "b"}
-    with pytest.raises(aws._Unexpected):
-        aws.parse_versions_page(
+    with pytest.raises(listing._Unexpected):
+        listing.parse_versions_page(
             b'<ListVersionsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
             b"<Surprise/></ListVersionsResult>",
-            aws.parse_timestamp,
+            listing.parse_timestamp,
         )
 
 
 def test_error_sniffing_is_skipped_only_for_complete_listing_pages():
-    from regvault.aws.s3 import listing_or_error_check
+    from regvault.aws.listing import listing_or_error_check
 
     calls = []
     check = listing_or_error_check(lambda model, response, **_: calls.append(response["body"]))
@@ -86,7 +87,7 @@ def test_error_sniffing_is_skipped_only_for_complete_listing_pages():
 
 
 def test_s3_client_still_lists_and_retries_through_botocore(s3, bucket):
-    from regvault.aws.s3 import s3_client
+    from regvault.aws.clients import s3_client
 
     client = s3_client(region="us-east-1")
     s3.put_object(Bucket=bucket, Key="k", Body=b"x")

@@ -2,7 +2,7 @@
 
 ``python -m harness.bench_child COUNTS.json <regvault arguments…>`` runs the regvault CLI
 unchanged and writes the S3 requests it sent, by API, as counted by the botocore ``before-send``
-hook every ``S3Store`` registers (``regvault.aws.s3.RequestCounter``).
+hook every ``S3Store`` registers (``regvault.aws.clients.RequestCounter``).
 
 ``python -m harness.bench_child --deep WORKERS KEY…`` hashes the keys (latest versions) of
 ``$REGVAULT_BUCKET`` the way ``regvault audit --deep`` does — ``S3Store.stream_sha256`` (1 MiB chunks)
@@ -20,20 +20,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from regvault.aws import s3 as aws
+from regvault.aws.clients import RequestCounter, s3_client
+from regvault.aws.s3 import S3Store
 
 
 def count_requests(counts_path: Path, argv: list[str]) -> int:
     from regvault.cli.main import main
 
     seen: Counter[str] = Counter()
-    original = aws.RequestCounter.__call__
+    original = RequestCounter.__call__
 
-    def counting(self: aws.RequestCounter, event_name: str = "", **kwargs: Any) -> None:
+    def counting(self: RequestCounter, event_name: str = "", **kwargs: Any) -> None:
         seen[event_name.rsplit(".", 1)[-1]] += 1
         original(self, event_name=event_name, **kwargs)
 
-    aws.RequestCounter.__call__ = counting  # type: ignore[method-assign]
+    RequestCounter.__call__ = counting  # type: ignore[method-assign]
     try:
         return main(argv)
     finally:
@@ -41,7 +42,7 @@ def count_requests(counts_path: Path, argv: list[str]) -> int:
 
 
 def deep(workers: int, keys: list[str]) -> int:
-    store = aws.S3Store(os.environ["REGVAULT_BUCKET"], aws.s3_client(max_pool_connections=max(16, workers)))
+    store = S3Store(os.environ["REGVAULT_BUCKET"], s3_client(max_pool_connections=max(16, workers)))
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         sizes = [size for _, size in pool.map(store.stream_sha256, keys)]
@@ -85,7 +86,7 @@ def deep_memory(workers: int, count: int, blob_mib: int, seed: int) -> int:
     for data in blobs.values():
         hashlib.sha256(data).hexdigest()
     plain = time.perf_counter() - started
-    store = aws.S3Store("memory", _MemoryClient(blobs))
+    store = S3Store("memory", _MemoryClient(blobs))
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         sizes = [size for _, size in pool.map(store.stream_sha256, blobs)]
@@ -98,7 +99,7 @@ def raw_client(keys: list[str]) -> int:
     """The plain way, for comparison: boto3 get_object().read() and hashlib, one key after another."""
     import hashlib
 
-    client = aws.s3_client()
+    client = s3_client()
     bucket = os.environ["REGVAULT_BUCKET"]
     started = time.perf_counter()
     total = 0

@@ -47,3 +47,13 @@ class StorageError(RegvaultError):
 
 class ManifestError(RegvaultError):
     """Bytes that are not a manifest regvault can read."""
+
+
+class AwsCallFailed(RegvaultError):
+    """An AWS call failed with one of the error codes its caller expects (``regvault.aws.errors.expected``):
+    a resource not found, already there, not allowed. ``code`` is AWS's error code."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message

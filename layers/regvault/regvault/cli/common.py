@@ -55,7 +55,8 @@ def settings(args: argparse.Namespace) -> tuple[str, str]:
 
 def store(args: argparse.Namespace, bucket: str | None = None) -> S3Store:
     """The registry bucket's store (or ``bucket``'s), with the endpoint, region and profile given."""
-    from regvault.aws.s3 import S3Store, s3_client
+    from regvault.aws.clients import s3_client
+    from regvault.aws.s3 import S3Store
 
     client = s3_client(endpoint_url=args.endpoint_url or None, region=args.region, profile=args.profile)
     return S3Store(bucket if bucket is not None else settings(args)[0], client)

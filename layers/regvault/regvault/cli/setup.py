@@ -50,13 +50,13 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def _client(args: argparse.Namespace, service: str) -> Any:
-    from regvault.aws.s3 import client
+    from regvault.aws.clients import client
 
     return client(service, region=args.region, endpoint_url=args.endpoint_url or None, profile=args.profile)
 
 
 def cmd_setup(args: argparse.Namespace, out: TextIO) -> int:
-    from regvault.aws.s3 import StateMachine
+    from regvault.aws.services import StateMachine
     from regvault.setup.rerun import StateMachineArn, follow, start_rerun
 
     if not args.state_machine_arn and not args.preflight:

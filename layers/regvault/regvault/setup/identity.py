@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from regvault.aws.s3 import ClientError, error_code
-from regvault.errors import InvalidInput
+from regvault.aws.errors import expected
+from regvault.errors import AwsCallFailed, InvalidInput
 from regvault.storage.layout import normalize_root
 
 ROLE_NAME_MAX = 64  # IAM's limit for role names (profiles and policies allow 128)
@@ -175,10 +175,9 @@ def ensure_identity(iam: Any, names: IamNames, access: InstanceAccess) -> Identi
     changed: list[str] = []
     policy_arn = _ensure_policy(iam, names, instance_policy(access), changed)
     try:
-        iam.get_role(RoleName=names.role)
-    except ClientError as exc:
-        if error_code(exc) != "NoSuchEntity":
-            raise
+        with expected("NoSuchEntity"):
+            iam.get_role(RoleName=names.role)
+    except AwsCallFailed:
         iam.create_role(
             RoleName=names.role,
             Path=names.path,
@@ -194,10 +193,9 @@ def ensure_identity(iam: Any, names: IamNames, access: InstanceAccess) -> Identi
             iam.attach_role_policy(RoleName=names.role, PolicyArn=arn)
             changed.append(f"attached {arn.rsplit('/', 1)[-1]}")
     try:
-        profile = iam.get_instance_profile(InstanceProfileName=names.profile)["InstanceProfile"]
-    except ClientError as exc:
-        if error_code(exc) != "NoSuchEntity":
-            raise
+        with expected("NoSuchEntity"):
+            profile = iam.get_instance_profile(InstanceProfileName=names.profile)["InstanceProfile"]
+    except AwsCallFailed:
         profile = iam.create_instance_profile(InstanceProfileName=names.profile, Path=names.path)[
             "InstanceProfile"
         ]

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from regvault.aws.s3 import ClientError, error_code
-from regvault.errors import InvalidInput
+from regvault.aws.errors import expected
+from regvault.errors import AwsCallFailed, InvalidInput
 from regvault.setup.provision import SetupError
 from regvault.setup.registry_config import RegistrySettings, render
 
@@ -170,11 +170,10 @@ def command_status(ssm: Any, command_id: str, instance_id: str) -> tuple[str, st
     the tail of a long run (apt, docker pull) may be missing. The launch script sends its own
     ``regvault:`` lines, and only those, to stderr: the last of them leads the answer."""
     try:
-        out = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
-    except ClientError as exc:
-        if error_code(exc) == "InvocationDoesNotExist":
-            return "Pending", ""
-        raise
+        with expected("InvocationDoesNotExist"):
+            out = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+    except AwsCallFailed:
+        return "Pending", ""
     return str(out["Status"]), explain_output(
         out.get("StandardErrorContent") or "", out.get("StandardOutputContent") or ""
     )

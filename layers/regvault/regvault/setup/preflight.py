@@ -10,11 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from regvault.aws.s3 import ClientError, encryption_rules, error_code
-from regvault.errors import InvalidInput
+from regvault.aws.errors import expected
+from regvault.aws.s3 import encryption_rules
+from regvault.errors import AwsCallFailed, InvalidInput
 from regvault.setup.identity import IamNames
 from regvault.setup.launch import ecr_repository_arn, is_managed
-from regvault.setup.provision import bucket_region, kms_key_of, live_association
+from regvault.setup.provision import (
+    BUCKET_FORBIDDEN,
+    BUCKET_MISSING,
+    INSTANCE_MISSING,
+    bucket_region,
+    kms_key_of,
+    live_association,
+)
 from regvault.setup.secrets import secret_kms_key
 
 
@@ -90,15 +98,14 @@ def _names(target: Target, report: Preflight) -> None:
 
 def _instance(target: Target, ec2: Any, report: Preflight) -> dict[str, Any] | None:
     try:
-        reservations = ec2.describe_instances(InstanceIds=[target.instance_id])["Reservations"]
-    except ClientError as exc:
-        if error_code(exc) in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
-            report.problems.append(
-                f"instance {target.instance_id} is not in {target.region} of this account: deploy the "
-                "stack in the instance's region, or correct InstanceId"
-            )
-            return None
-        raise
+        with expected(*INSTANCE_MISSING):
+            reservations = ec2.describe_instances(InstanceIds=[target.instance_id])["Reservations"]
+    except AwsCallFailed:
+        report.problems.append(
+            f"instance {target.instance_id} is not in {target.region} of this account: deploy the "
+            "stack in the instance's region, or correct InstanceId"
+        )
+        return None
     instance: dict[str, Any] = reservations[0]["Instances"][0]
     state = instance.get("State", {}).get("Name")
     if state != "running":
@@ -162,18 +169,17 @@ def _agent(target: Target, ssm: Any, report: Preflight) -> None:
 
 def _bucket(target: Target, s3: Any, report: Preflight) -> None:
     try:
-        s3.head_bucket(Bucket=target.bucket)
-    except ClientError as exc:
-        if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
-            report.notes.append(f"bucket {target.bucket} will be created in {target.region}")
-            return
-        if error_code(exc) in ("403", "AccessDenied"):
+        with expected(*BUCKET_MISSING, *BUCKET_FORBIDDEN):
+            s3.head_bucket(Bucket=target.bucket)
+    except AwsCallFailed as exc:
+        if exc.code in BUCKET_FORBIDDEN:
             report.problems.append(
                 f"bucket {target.bucket!r} exists but this account cannot use it (owned by another "
                 "account?): choose another BucketName"
             )
-            return
-        raise
+        else:
+            report.notes.append(f"bucket {target.bucket} will be created in {target.region}")
+        return
     region = bucket_region(s3, target.bucket)
     if region != target.region:
         report.problems.append(
@@ -202,15 +208,14 @@ def _tls_secret(target: Target, sm: Any, report: Preflight) -> None:
         )
         return
     try:
-        key = secret_kms_key(sm, target.tls_secret_arn)
-    except ClientError as exc:
-        if error_code(exc) in ("ResourceNotFoundException", "AccessDeniedException"):
-            report.problems.append(
-                f"TLS secret {target.tls_secret_arn} cannot be read here ({error_code(exc)}): give the "
-                "ARN of a secret in this account and region"
-            )
-            return
-        raise
+        with expected("ResourceNotFoundException", "AccessDeniedException"):
+            key = secret_kms_key(sm, target.tls_secret_arn)
+    except AwsCallFailed as exc:
+        report.problems.append(
+            f"TLS secret {target.tls_secret_arn} cannot be read here ({exc.code}): give the "
+            "ARN of a secret in this account and region"
+        )
+        return
     if key:
         report.notes.append(
             f"TLS secret is encrypted with KMS key {key}: the setup and the instance get kms:Decrypt on it "

@@ -10,16 +10,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from regvault.aws.s3 import (
-    ClientError,
-    bucket_policy,
-    encryption_rules,
-    error_code,
-    lifecycle_rules,
-    public_access_block,
-)
-from regvault.errors import InvalidInput, RegvaultError
+from regvault.aws.errors import expected
+from regvault.aws.s3 import bucket_policy, encryption_rules, lifecycle_rules, public_access_block
+from regvault.errors import AwsCallFailed, InvalidInput, RegvaultError
 from regvault.storage.layout import normalize_root
+
+# AWS error codes, as HeadBucket and DescribeInstances answer them
+BUCKET_MISSING = ("404", "NoSuchBucket", "NotFound")
+BUCKET_FORBIDDEN = ("403", "AccessDenied")
+INSTANCE_MISSING = ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed")
 
 
 class SetupError(RegvaultError):
@@ -89,20 +88,18 @@ def ensure_bucket(s3: Any, bucket: str, region: str, root: str, recovery_days: i
         raise InvalidInput("the recovery window is 1 to 3650 days")
     result = StorageResult(bucket, created=False, recovery_window_days=recovery_days)
     try:
-        s3.head_bucket(Bucket=bucket)
-    except ClientError as exc:
-        if error_code(exc) in ("404", "NoSuchBucket", "NotFound"):
-            params: dict[str, Any] = {"Bucket": bucket}
-            if region != "us-east-1":
-                params["CreateBucketConfiguration"] = {"LocationConstraint": region}
-            s3.create_bucket(**params)
-            result.created = True
-        elif error_code(exc) in ("403", "AccessDenied"):
+        with expected(*BUCKET_MISSING, *BUCKET_FORBIDDEN):
+            s3.head_bucket(Bucket=bucket)
+    except AwsCallFailed as exc:
+        if exc.code in BUCKET_FORBIDDEN:
             raise SetupError(
                 f"bucket {bucket!r} exists but this account cannot use it (owned by another account?)"
             ) from None
-        else:
-            raise
+        params: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        s3.create_bucket(**params)
+        result.created = True
     if not result.created and (found := bucket_region(s3, bucket)) != region:
         raise SetupError(
             f"bucket {bucket!r} is in {found}, the stack in {region}: deploy the stack in {found} or "
@@ -214,11 +211,10 @@ def live_association(ec2: Any, instance_id: str) -> dict[str, Any] | None:
 def associate_profile(ec2: Any, instance_id: str, profile_arn: str, replace_existing: bool) -> str:
     """Associate the instance profile; 'associated', 'already associated' or 'replaced'."""
     try:
-        ec2.describe_instances(InstanceIds=[instance_id])
-    except ClientError as exc:
-        if error_code(exc) in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
-            raise SetupError(f"instance {instance_id} not found in this account and region") from None
-        raise
+        with expected(*INSTANCE_MISSING):
+            ec2.describe_instances(InstanceIds=[instance_id])
+    except AwsCallFailed:
+        raise SetupError(f"instance {instance_id} not found in this account and region") from None
     current = live_association(ec2, instance_id)
     if current is None:
         ec2.associate_iam_instance_profile(IamInstanceProfile={"Arn": profile_arn}, InstanceId=instance_id)

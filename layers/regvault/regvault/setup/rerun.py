@@ -37,7 +37,7 @@ class StateMachineArn:
 
 
 class Executions(Protocol):
-    """One state machine's executions (``regvault.aws.s3.StateMachine``)."""
+    """One state machine's executions (``regvault.aws.services.StateMachine``)."""
 
     def last_input(self) -> dict[str, Any]: ...
 

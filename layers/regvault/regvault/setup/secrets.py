@@ -14,8 +14,8 @@ import secrets as token
 from dataclasses import dataclass
 from typing import Any
 
-from regvault.aws.s3 import ClientError, error_code
-from regvault.errors import InvalidInput
+from regvault.aws.errors import expected
+from regvault.errors import AwsCallFailed, InvalidInput
 
 USER = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 HEALTHCHECK_USER = "regvault-healthcheck"
@@ -58,11 +58,10 @@ class UserSecrets:
 
 def _get(sm: Any, name: str) -> tuple[str, dict[str, Any]] | None:
     try:
-        out = sm.get_secret_value(SecretId=name)
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise
+        with expected("ResourceNotFoundException"):
+            out = sm.get_secret_value(SecretId=name)
+    except AwsCallFailed:
+        return None
     return str(out["ARN"]), json.loads(out["SecretString"])
 
 

@@ -1,0 +1,74 @@
+"""SNS, SSM and Step Functions, as the Lambda handlers and the CLI use them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from regvault.aws.clients import client as new_client
+from regvault.aws.errors import failing_as
+from regvault.errors import InvalidInput
+
+
+class Notifier:
+    """Publishes one-line notices to an SNS topic."""
+
+    def __init__(self, topic_arn: str, client: Any = None) -> None:
+        self.topic_arn = topic_arn
+        self.client = client or new_client("sns")
+
+    def publish(self, subject: str, message: str) -> None:
+        with failing_as(f"could not publish to {self.topic_arn}"):
+            self.client.publish(TopicArn=self.topic_arn, Subject=subject[:100], Message=message)
+
+
+class RegistryRestarter:
+    """Restarts the registry container on its instance through SSM Run Command.
+
+    After blobs come back, a registry running the in-memory blob-descriptor cache may still answer
+    for them from memory (distribution #3743); a restart clears it. The command names no secret.
+    """
+
+    CONTAINER = "registry"
+
+    def __init__(self, instance_id: str, client: Any = None) -> None:
+        self.instance_id = instance_id
+        self.client = client or new_client("ssm")
+
+    def restart(self) -> str:
+        with failing_as(f"could not restart the registry on {self.instance_id}"):
+            response = self.client.send_command(
+                InstanceIds=[self.instance_id],
+                DocumentName="AWS-RunShellScript",
+                Comment="regvault: restart the registry after a restore",
+                Parameters={"commands": [f"docker restart {self.CONTAINER}"]},
+            )
+        return str(response["Command"]["CommandId"])
+
+
+class StateMachine:
+    """Starts and follows executions of the Setup state machine (``regvault setup``)."""
+
+    def __init__(self, arn: str, client: Any) -> None:
+        self.arn = arn
+        if not arn.startswith("arn:") or arn.count(":") < 6:
+            raise InvalidInput(f"not a state machine ARN: {arn[:80]!r}")
+        self.client = client
+
+    def last_input(self) -> dict[str, Any]:
+        with failing_as(f"cannot read {self.arn}"):
+            executions = self.client.list_executions(stateMachineArn=self.arn, maxResults=20)["executions"]
+        for execution in sorted(executions, key=lambda e: e["startDate"], reverse=True):
+            text = self.client.describe_execution(executionArn=execution["executionArn"]).get("input")
+            if text:
+                return dict(json.loads(text))
+        raise InvalidInput(f"{self.arn} has never run: deploy the stack first (sam deploy)")
+
+    def start(self, name: str, document: dict[str, Any]) -> str:
+        response = self.client.start_execution(
+            stateMachineArn=self.arn, name=name, input=json.dumps(document)
+        )
+        return str(response["executionArn"])
+
+    def status(self, execution_arn: str) -> dict[str, Any]:
+        return dict(self.client.describe_execution(executionArn=execution_arn))
