@@ -2,8 +2,6 @@
 
 from typing import Any
 
-import yaml
-
 from regvault.storage.digest import Digest
 from regvault.storage.layout import RegistryLayout
 
@@ -127,24 +125,3 @@ def alert_inbox() -> tuple[str, Any, str]:
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
     return topic, sqs, queue
-
-
-class CfnLoader(yaml.SafeLoader):
-    """YAML loader that keeps CloudFormation tags (!Ref, !Sub, …) as {"Ref": …} mappings."""
-
-
-def _cfn_tag(loader: Any, suffix: str, node: Any) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {suffix: value}
-
-
-CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
-def load_template() -> Any:
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)

@@ -7,11 +7,10 @@ import boto3
 import pytest
 import yaml
 
+from harness.setup_local import load_template
 from regvault.errors import InvalidInput
 from regvault.setup.launch import LaunchSpec, command_status, send_launch, wait_until_managed
 from regvault.setup.provision import SetupError
-
-from .builders import ROOT, CfnLoader
 
 SPEC = LaunchSpec(
     instance_id="i-0123456789abcdef0",
@@ -28,7 +27,7 @@ SPEC = LaunchSpec(
 
 @pytest.fixture(scope="module")
 def document():
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+    template = load_template()
     return template["Resources"]["LaunchDocument"]["Properties"]["Content"]
 
 
@@ -180,7 +179,7 @@ def test_image_patterns_are_the_template_and_document_patterns(document):
 
     from regvault.setup.launch import REGISTRY_IMAGE_PATTERN, UI_IMAGE_PATTERN
 
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+    template = load_template()
     assert template["Parameters"]["RegistryImage"]["AllowedPattern"] == REGISTRY_IMAGE_PATTERN
     assert template["Parameters"]["UiImage"]["AllowedPattern"] == UI_IMAGE_PATTERN
     assert document["parameters"]["RegistryImage"]["allowedPattern"] == REGISTRY_IMAGE_PATTERN
