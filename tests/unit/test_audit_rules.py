@@ -15,13 +15,11 @@ from regvault.storage.layout import (
     BlobData,
     RegistryLayout,
     RevisionLink,
-    TagCurrentLink,
-    TagIndexLink,
     UploadObject,
 )
 from regvault.storage.store import BucketPosture
 
-from .builders import RegistryWriter, push_image
+from .builders import RegistryWriter, push_image, put_manifest
 
 LAYOUT = RegistryLayout("")
 
@@ -36,15 +34,6 @@ def codes(report):
 
 
 POSTURE = {"INSECURE_TRANSPORT_ALLOWED", "BUCKET_NOT_ENCRYPTED", "PUBLIC_ACCESS_NOT_BLOCKED"}
-
-
-def put_manifest(w, repo, tag, body: bytes) -> Digest:
-    digest = Digest.of(body)
-    w.put(BlobData(digest), body)
-    w.put(RevisionLink(repo, digest), digest.link_body())
-    w.put(TagIndexLink(repo, tag, digest), digest.link_body())
-    w.put(TagCurrentLink(repo, tag), digest.link_body())
-    return digest
 
 
 def test_schema1_manifest_is_reported_as_legacy(s3, bucket):

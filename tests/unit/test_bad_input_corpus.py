@@ -19,11 +19,10 @@ from regvault.storage.layout import (
     RegistryLayout,
     RevisionLink,
     TagCurrentLink,
-    TagIndexLink,
 )
 from regvault.storage.reference import Reference
 
-from .builders import RegistryWriter, oci_manifest, push_image
+from .builders import RegistryWriter, oci_manifest, push_image, put_manifest
 
 CORPUS = json.loads((Path(__file__).resolve().parents[1] / "data" / "bad_input.json").read_text())
 LAYOUT = RegistryLayout("")
@@ -110,11 +109,7 @@ def _damage(case, s3, bucket, w):
         return str(top), manifest_key
     if case["target"] == "manifest-fresh":
         data = b" " * case["size"] if "size" in case else body.encode("latin-1")
-        digest = Digest.of(data)
-        w.put(BlobData(digest), data)
-        for entity in (RevisionLink("team/app", digest), TagIndexLink("team/app", "v1", digest)):
-            w.put(entity, digest.link_body())
-        w.put(TagCurrentLink("team/app", "v1"), digest.link_body())
+        digest = put_manifest(w, "team/app", "v1", data)
         return str(digest), LAYOUT.key(BlobData(digest))
     if case["target"] == "index-parent-bytes":
         # an honest index listing ``child``, and child's key holding the index's own bytes
@@ -126,12 +121,9 @@ def _damage(case, s3, bucket, w):
                 "manifests": [{"mediaType": OCI_INDEX, "digest": str(child), "size": 10}],
             }
         ).encode()
-        digest = Digest.of(index)
-        for d in (digest, child):
-            w.put(BlobData(d), index)
-            w.put(RevisionLink("team/app", d), d.link_body())
-        w.put(TagIndexLink("team/app", "v1", digest), digest.link_body())
-        w.put(TagCurrentLink("team/app", "v1"), digest.link_body())
+        put_manifest(w, "team/app", "v1", index)
+        w.put(BlobData(child), index)
+        w.put(RevisionLink("team/app", child), child.link_body())
         return str(child), LAYOUT.key(BlobData(child))
     assert case["target"] == "unknown-key", case
     key = LAYOUT.prefix + "repositories/team/app/_manifests/odd/file"
