@@ -68,8 +68,8 @@ def damaged(scratch):
     index = lay.tag("audit-index", lay.index([amd, arm]))
     index_digest = env.push(index, "dmg/index:1")
     child = Digest.parse(arm.digest)
-    # the clean state, before any damage
-    os.environ.update(env.client_env())
+    # the clean state, before any damage; each test sets the client environment itself (cli_env,
+    # function-scoped) or passes it explicitly, so nothing leaks into later modules
     return env, layout, images, index_digest, child
 
 

@@ -12,14 +12,12 @@ import subprocess
 import urllib.request
 
 import pytest
-import yaml
 
 from harness.bench import ANSI, LOG_LINE
 from harness.local import LocalRegistry
+from harness.setup_local import load_template
 from regvault.setup.identity import InstanceAccess, instance_policy
 from regvault.setup.launch import LaunchSpec
-
-from ..unit.builders import ROOT, CfnLoader
 
 SPEC = LaunchSpec(
     instance_id="i-0123456789abcdef0",
@@ -33,7 +31,7 @@ SPEC = LaunchSpec(
 
 @pytest.fixture(scope="module")
 def script(tmp_path_factory):
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+    template = load_template()
     text = template["Resources"]["LaunchDocument"]["Properties"]["Content"]["mainSteps"][0]["inputs"][
         "runCommand"
     ][0]

@@ -65,6 +65,7 @@ def test_restore_racing_a_push_never_leaves_an_incomplete_image_nor_loses_the_pu
     layout = RegistryLayout(env.root)
     old = env.push(lay.tag("rr-old", lay.image([lay.layer("rr-old")])), "race2/app:t")
     outcomes = []
+    kept = {(v["Key"], v["VersionId"], v["DeleteMarker"]) for v in all_versions(env)}
     for round_, offset in enumerate((0.0, 0.3, 0.7, 3.0)):
         current = env.push(
             lay.tag(f"rr-cur{round_}", lay.image([lay.layer(f"rr-cur{round_}")])), "race2/app:t"
@@ -99,6 +100,10 @@ def test_restore_racing_a_push_never_leaves_an_incomplete_image_nor_loses_the_pu
             h.digest: h.recoverable for t in report.tags if t.repository == "race2/app" for h in t.history
         }
         assert history.get(pushed[0]) is True and history.get(old) is True
-    assert all_versions(env)  # the bucket still answers; versions are only ever added
+        # versions are only ever added: every version (and delete marker) of the round before is
+        # still there, and the round's push and restore wrote new ones
+        now = {(v["Key"], v["VersionId"], v["DeleteMarker"]) for v in all_versions(env)}
+        assert kept < now, sorted(kept - now)[:5]
+        kept = now
     assert any(o.startswith("push detected") for o in outcomes)  # the late restore saw the push
     print(f"restore vs push: {outcomes}")

@@ -2,8 +2,6 @@
 
 from typing import Any
 
-import yaml
-
 from regvault.storage.digest import Digest
 from regvault.storage.layout import RegistryLayout
 
@@ -63,16 +61,22 @@ def oci_manifest(config: Digest, layers: list[Digest], sizes: dict[Digest, int] 
 
 def push_image(w: RegistryWriter, repository: str, tag: str, label: str) -> Digest:
     """Write what distribution writes for a push of a one-layer image; return the manifest digest."""
-    from regvault.storage.layout import BlobData, LayerLink, RevisionLink, TagCurrentLink, TagIndexLink
+    from regvault.storage.layout import BlobData, LayerLink
 
     config, layer = f"cfg-{label}".encode(), f"layer-{label}".encode()
     for blob in (config, layer):
         w.put(BlobData(Digest.of(blob)), blob)
         w.put(LayerLink(repository, Digest.of(blob)), Digest.of(blob).link_body())
     sizes = {Digest.of(config): len(config), Digest.of(layer): len(layer)}
-    manifest = oci_manifest(Digest.of(config), [Digest.of(layer)], sizes)
-    digest = Digest.of(manifest)
-    w.put(BlobData(digest), manifest)
+    return put_manifest(w, repository, tag, oci_manifest(Digest.of(config), [Digest.of(layer)], sizes))
+
+
+def put_manifest(w: RegistryWriter, repository: str, tag: str, body: bytes) -> Digest:
+    """Write manifest bytes as the tag's current target (blob, revision link, tag index and current)."""
+    from regvault.storage.layout import BlobData, RevisionLink, TagCurrentLink, TagIndexLink
+
+    digest = Digest.of(body)
+    w.put(BlobData(digest), body)
     w.put(RevisionLink(repository, digest), digest.link_body())
     w.put(TagIndexLink(repository, tag, digest), digest.link_body())
     w.put(TagCurrentLink(repository, tag), digest.link_body())
@@ -127,24 +131,3 @@ def alert_inbox() -> tuple[str, Any, str]:
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
     return topic, sqs, queue
-
-
-class CfnLoader(yaml.SafeLoader):
-    """YAML loader that keeps CloudFormation tags (!Ref, !Sub, …) as {"Ref": …} mappings."""
-
-
-def _cfn_tag(loader: Any, suffix: str, node: Any) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {suffix: value}
-
-
-CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
-def load_template() -> Any:
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)

@@ -22,7 +22,7 @@ def bucket(s3: Any) -> str:
 
 @pytest.fixture(scope="session")
 def template() -> Any:
-    from .builders import load_template
+    from harness.setup_local import load_template
 
     return load_template()
 

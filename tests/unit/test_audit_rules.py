@@ -10,19 +10,17 @@ from regvault.audit.posture import posture_findings
 from regvault.audit.run import AuditRequest, run_audit
 from regvault.aws.s3 import S3Store
 from regvault.errors import InvalidInput
-from regvault.images.manifests import OCI_INDEX
+from regvault.images.manifests import OCI_INDEX, OCI_MANIFEST
 from regvault.storage.digest import Digest
 from regvault.storage.layout import (
     BlobData,
     RegistryLayout,
     RevisionLink,
-    TagCurrentLink,
-    TagIndexLink,
     UploadObject,
 )
 from regvault.storage.store import BucketPosture
 
-from .builders import RegistryWriter, push_image
+from .builders import RegistryWriter, push_image, put_manifest
 
 LAYOUT = RegistryLayout("")
 
@@ -37,15 +35,6 @@ def codes(report):
 
 
 POSTURE = {"INSECURE_TRANSPORT_ALLOWED", "BUCKET_NOT_ENCRYPTED", "PUBLIC_ACCESS_NOT_BLOCKED"}
-
-
-def put_manifest(w, repo, tag, body: bytes) -> Digest:
-    digest = Digest.of(body)
-    w.put(BlobData(digest), body)
-    w.put(RevisionLink(repo, digest), digest.link_body())
-    w.put(TagIndexLink(repo, tag, digest), digest.link_body())
-    w.put(TagCurrentLink(repo, tag), digest.link_body())
-    return digest
 
 
 def test_schema1_manifest_is_reported_as_legacy(s3, bucket):
@@ -64,25 +53,89 @@ def test_schema1_manifest_is_reported_as_legacy(s3, bucket):
     assert codes(run(bucket)) == ["MANIFEST_LEGACY_SCHEMA1"]
 
 
-def test_index_cycle_and_self_reference_do_not_crash(s3, bucket):
-    # an index that lists itself can only be built by hand: its digest is in its own body
-    w = RegistryWriter(s3, bucket)
-    fake = Digest.of(b"x")
-    body = json.dumps(
+def index_body(*children: Digest, size: int = 10, media: str = OCI_INDEX) -> bytes:
+    return json.dumps(
         {
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,
-            "manifests": [{"mediaType": OCI_INDEX, "digest": str(fake), "size": 10}],
+            "manifests": [{"mediaType": media, "digest": str(c), "size": size} for c in children],
         }
     ).encode()
-    digest = put_manifest(w, "loop", "v1", body)
-    # make the child key hold the same bytes: a cycle loop -> fake -> (bytes of loop)
+
+
+def found(report):
+    return sorted((f.code, f.repository, f.tag, f.digest) for f in report.findings if f.code not in POSTURE)
+
+
+def test_a_key_holding_its_parents_bytes_is_a_digest_mismatch_not_a_cycle(s3, bucket):
+    # loop -> fake, and fake's key holds loop's bytes: a would-be cycle loop -> fake -> (loop's
+    # children) -> fake. Sha256 content addressing cuts it: fake's bytes do not hash to fake, so the
+    # audit reports the mismatch and never follows the forged child list.
+    w = RegistryWriter(s3, bucket)
+    fake = Digest.of(b"x")
+    body = index_body(fake)
+    loop = put_manifest(w, "loop", "v1", body)
     w.put(BlobData(fake), body)
     w.put(RevisionLink("loop", fake), fake.link_body())
     report = run(bucket)
-    found = {(f.code, f.digest) for f in report.findings}
-    assert ("MANIFEST_DIGEST_MISMATCH", str(fake)) in found
-    assert report.exit_code == 1 and str(digest)
+    assert found(report) == [("MANIFEST_DIGEST_MISMATCH", "loop", "v1", str(fake))]
+    [mismatch] = [f for f in report.findings if f.code == "MANIFEST_DIGEST_MISMATCH"]
+    assert mismatch.key == LAYOUT.key(BlobData(fake)) and mismatch.recoverable is False
+    assert report.exit_code == 1
+    [tag] = report.tags
+    assert (tag.repository, tag.tag, tag.current) == ("loop", "v1", str(loop))
+
+
+def test_the_same_child_reached_twice_is_not_a_cycle(s3, bucket):
+    # A -> [B, B] and A -> C -> B: B is visited three times, on no path twice
+    w = RegistryWriter(s3, bucket)
+    b = push_image(w, "diamond", "b", "b")
+    size_b = len(s3.get_object(Bucket=bucket, Key=LAYOUT.key(BlobData(b)))["Body"].read())
+    c_body = index_body(b, size=size_b, media=OCI_MANIFEST)
+    c = put_manifest(w, "diamond", "c", c_body)
+    a_body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": media, "digest": str(d), "size": n}
+                for media, d, n in (
+                    (OCI_MANIFEST, b, size_b),
+                    (OCI_MANIFEST, b, size_b),
+                    (OCI_INDEX, c, len(c_body)),
+                )
+            ],
+        }
+    ).encode()
+    put_manifest(w, "diamond", "a", a_body)
+    report = run(bucket)
+    assert found(report) == [] and report.exit_code == 0
+
+
+def test_an_index_cycle_is_reported_and_the_audit_ends(s3, bucket):
+    """A -> B -> A. With honest sha256 no bucket holds it (A's digest would be inside B's bytes and
+    B's inside A's), so it comes from the one input the audit does not hash: the manifest cache of an
+    earlier run (``--cache-dir``), here a forged entry saying B's bytes are an index listing A."""
+    from regvault.images.closure import ManifestRead
+    from regvault.images.manifest_cache import ManifestCache
+    from regvault.images.manifests import parse_manifest
+
+    w = RegistryWriter(s3, bucket)
+    b_bytes = b"bytes of B, not an index"
+    b = Digest.of(b_bytes)
+    w.put(BlobData(b), b_bytes)
+    w.put(RevisionLink("loop", b), b.link_body())
+    a = put_manifest(w, "loop", "v1", index_body(b, size=len(b_bytes)))
+    cache = ManifestCache()
+    honest = run(bucket, manifest_cache=cache)
+    assert found(honest) == [("MANIFEST_UNPARSEABLE", "loop", "v1", str(b))]  # B is not JSON
+    [b_key] = [k for k in cache.entries if k[0] == str(b)]
+    cache.entries[b_key] = ManifestRead(b_key[1], len(b_bytes), True, parse_manifest(index_body(a)), None)
+    report = run(bucket, manifest_cache=ManifestCache.loads(cache.dumps()))
+    assert found(report) == [("MANIFEST_UNPARSEABLE", "loop", "v1", str(a))]
+    [cycle] = [f for f in report.findings if f.code == "MANIFEST_UNPARSEABLE"]
+    assert cycle.message == f"index cycle through {a.short}" and cycle.severity == "error"
+    assert report.exit_code == 1
 
 
 @pytest.mark.parametrize(

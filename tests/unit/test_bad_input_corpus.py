@@ -19,11 +19,10 @@ from regvault.storage.layout import (
     RegistryLayout,
     RevisionLink,
     TagCurrentLink,
-    TagIndexLink,
 )
 from regvault.storage.reference import Reference
 
-from .builders import RegistryWriter, oci_manifest, push_image
+from .builders import RegistryWriter, oci_manifest, push_image, put_manifest
 
 CORPUS = json.loads((Path(__file__).resolve().parents[1] / "data" / "bad_input.json").read_text())
 LAYOUT = RegistryLayout("")
@@ -89,53 +88,65 @@ def test_bad_lambda_events(model, event):
 
 
 def _damage(case, s3, bucket, w):
+    """Break the bucket as ``case`` says; return where the audit must name it: (digest, key)."""
     layer = Digest.of(b"layer-b")
-    manifest_key = None
     current = s3.get_object(Bucket=bucket, Key=LAYOUT.key(TagCurrentLink("team/app", "v1")))["Body"].read()
     top = Digest.parse(current.decode())
     body = case.get("body", "")
     if case["target"] == "layer-link":
         w.put(LayerLink("team/app", layer), body.replace("@digest", str(layer)).encode())
-    elif case["target"] == "tag-link":
+        return str(layer), LAYOUT.key(LayerLink("team/app", layer))
+    if case["target"] == "tag-link":
         w.put(TagCurrentLink("team/app", "v1"), body.encode())
-    elif case["target"] == "manifest":
+        return None, LAYOUT.key(TagCurrentLink("team/app", "v1"))
+    if case["target"] == "manifest":
         manifest_key = LAYOUT.key(BlobData(top))
         full = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
+        # what is cut short is the OCI manifest push_image wrote for label "b", byte for byte
+        sizes = {Digest.of(b"cfg-b"): len(b"cfg-b"), layer: len(b"layer-b")}
+        assert full == oci_manifest(Digest.of(b"cfg-b"), [layer], sizes) and Digest.of(full) == top
         s3.put_object(Bucket=bucket, Key=manifest_key, Body=full[: len(full) // 2])
-    elif case["target"] == "manifest-fresh":
+        return str(top), manifest_key
+    if case["target"] == "manifest-fresh":
         data = b" " * case["size"] if "size" in case else body.encode("latin-1")
-        digest = Digest.of(data)
-        w.put(BlobData(digest), data)
-        for entity in (RevisionLink("team/app", digest), TagIndexLink("team/app", "v1", digest)):
-            w.put(entity, digest.link_body())
-        w.put(TagCurrentLink("team/app", "v1"), digest.link_body())
-    elif case["target"] == "index-cycle":
-        fake = Digest.of(b"cycle")
+        digest = put_manifest(w, "team/app", "v1", data)
+        return str(digest), LAYOUT.key(BlobData(digest))
+    if case["target"] == "index-parent-bytes":
+        # an honest index listing ``child``, and child's key holding the index's own bytes
+        child = Digest.of(b"child")
         index = json.dumps(
             {
                 "schemaVersion": 2,
                 "mediaType": OCI_INDEX,
-                "manifests": [{"mediaType": OCI_INDEX, "digest": str(fake), "size": 10}],
+                "manifests": [{"mediaType": OCI_INDEX, "digest": str(child), "size": 10}],
             }
         ).encode()
-        digest = Digest.of(index)
-        for d in (digest, fake):
-            w.put(BlobData(d), index)
-            w.put(RevisionLink("team/app", d), d.link_body())
-        w.put(TagIndexLink("team/app", "v1", digest), digest.link_body())
-        w.put(TagCurrentLink("team/app", "v1"), digest.link_body())
-    elif case["target"] == "unknown-key":
-        s3.put_object(
-            Bucket=bucket, Key=LAYOUT.prefix + "repositories/team/app/_manifests/odd/file", Body=b"x"
-        )
-    assert oci_manifest  # the builders' manifest helper is what push_image wrote
+        put_manifest(w, "team/app", "v1", index)
+        w.put(BlobData(child), index)
+        w.put(RevisionLink("team/app", child), child.link_body())
+        return str(child), LAYOUT.key(BlobData(child))
+    assert case["target"] == "unknown-key", case
+    key = LAYOUT.prefix + "repositories/team/app/_manifests/odd/file"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    return None, key
 
 
 @pytest.mark.parametrize("case", CORPUS["bucket_content"], ids=[c["case"] for c in CORPUS["bucket_content"]])
 def test_bucket_content_a_broken_registry_could_leave(case, registry, s3, bucket):
-    _damage(case, s3, bucket, registry)
+    digest, key = _damage(case, s3, bucket, registry)
     before = versions(s3, bucket)
     report = run_audit(S3Store(bucket, boto3.client("s3", region_name="us-east-1")), LAYOUT, AuditRequest())
-    assert case["code"] in {f.code for f in report.findings}, [f.code for f in report.findings]
     assert all("\n" not in f.message for f in report.findings)
+    # the damage is named once, where it is, with the reason and whether an older version can mend it
+    matches = [f for f in report.findings if f.code == case["code"]]
+    assert len(matches) == 1, [(f.code, f.key) for f in report.findings]
+    finding = matches[0]
+    assert (finding.digest, finding.key, finding.recoverable) == (digest, key, case["recoverable"])
+    assert case["message"] in finding.message, finding.message
+    if case["code"] != "UNKNOWN_KEY":
+        assert (finding.repository, finding.tag, finding.severity) == ("team/app", "v1", "error")
+    # and it is the only error: the rest of the registry audits clean
+    assert [(f.code, f.key) for f in report.findings if f.severity == "error"] == (
+        [(finding.code, finding.key)] if finding.severity == "error" else []
+    )
     assert versions(s3, bucket) == before  # the audit never writes to the registry bucket

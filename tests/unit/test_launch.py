@@ -7,11 +7,10 @@ import boto3
 import pytest
 import yaml
 
+from harness.setup_local import load_template
 from regvault.errors import InvalidInput
 from regvault.setup.launch import LaunchSpec, command_status, send_launch, wait_until_managed
 from regvault.setup.provision import SetupError
-
-from .builders import ROOT, CfnLoader
 
 SPEC = LaunchSpec(
     instance_id="i-0123456789abcdef0",
@@ -28,7 +27,7 @@ SPEC = LaunchSpec(
 
 @pytest.fixture(scope="module")
 def document():
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+    template = load_template()
     return template["Resources"]["LaunchDocument"]["Properties"]["Content"]
 
 
@@ -134,8 +133,45 @@ def test_send_launch_records_the_command_with_names_only(document):
         command = ssm.list_commands(CommandId=command_id)["Commands"][0]
         assert command["DocumentName"] == "regvault-launch"
         assert command["Parameters"]["HtpasswdSecretId"] == ["regvault/htpasswd"]
-        status, _ = command_status(ssm, command_id, SPEC.instance_id)
-        assert status in ("Success", "Pending", "InProgress")
+        # moto answers an invocation of a targeted instance at once, finished, with no output; an
+        # instance the command was not sent to has no invocation (InvocationDoesNotExist): Pending
+        assert command_status(ssm, command_id, SPEC.instance_id) == ("Success", "")
+        assert command_status(ssm, command_id, "i-0fffffffffffffff0") == ("Pending", "")
+
+
+class FakeInvocation:
+    """GetCommandInvocation answering exactly what the test says (or raising its error code)."""
+
+    def __init__(self, answer=None, error=None) -> None:
+        self.answer, self.error = answer, error
+
+    def get_command_invocation(self, CommandId, InstanceId):
+        from botocore.exceptions import ClientError
+
+        if self.error:
+            raise ClientError({"Error": {"Code": self.error, "Message": "x"}}, "GetCommandInvocation")
+        return self.answer
+
+
+def test_command_status_reports_the_invocation_and_the_scripts_own_line():
+    failed = FakeInvocation(
+        {
+            "Status": "Failed",
+            "StandardErrorContent": "regvault: pulling registry:3 failed\n",
+            "StandardOutputContent": "step 1\nstep 2\n",
+        }
+    )
+    assert command_status(failed, "c-1", "i-1") == (
+        "Failed",
+        "regvault: pulling registry:3 failed | step 1 / step 2",
+    )
+    running = FakeInvocation({"Status": "InProgress", "StandardOutputContent": ""})
+    assert command_status(running, "c-1", "i-1") == ("InProgress", "")
+    assert command_status(FakeInvocation(error="InvocationDoesNotExist"), "c-1", "i-1") == ("Pending", "")
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError):
+        command_status(FakeInvocation(error="AccessDeniedException"), "c-1", "i-1")
 
 
 def test_image_patterns_are_the_template_and_document_patterns(document):
@@ -143,7 +179,7 @@ def test_image_patterns_are_the_template_and_document_patterns(document):
 
     from regvault.setup.launch import REGISTRY_IMAGE_PATTERN, UI_IMAGE_PATTERN
 
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
+    template = load_template()
     assert template["Parameters"]["RegistryImage"]["AllowedPattern"] == REGISTRY_IMAGE_PATTERN
     assert template["Parameters"]["UiImage"]["AllowedPattern"] == UI_IMAGE_PATTERN
     assert document["parameters"]["RegistryImage"]["allowedPattern"] == REGISTRY_IMAGE_PATTERN

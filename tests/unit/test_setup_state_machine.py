@@ -3,44 +3,21 @@ handler (functions/setup/app.py). Faked only what moto lacks: SSM's describe_ins
 launch command that fails on the instance."""
 
 import http.server
-import io
 import json
 import threading
 import time
-import zipfile
-from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from harness import ssm_agent
+from harness.setup_local import deploy_setup, launch_instance
 from regvault.setup import custom_resource
 from regvault.setup import steps as setup_steps
 
-from .builders import CfnLoader, LambdaContext, load_handler
-
-ROOT = Path(__file__).resolve().parents[2]
-HANDLERS = {
-    "SetupPreflightFunction": "preflight",
-    "SetupStorageFunction": "storage",
-    "SetupSecretsFunction": "secrets",
-    "SetupIdentityFunction": "identity",
-    "SetupAssociationFunction": "associate",
-    "SetupLaunchFunction": "launch",
-    "SetupRespondFunction": "respond",
-}
-SUBSTITUTIONS = {
-    "PreflightFunctionArn": "SetupPreflightFunction",
-    "StorageFunctionArn": "SetupStorageFunction",
-    "SecretsFunctionArn": "SetupSecretsFunction",
-    "IdentityFunctionArn": "SetupIdentityFunction",
-    "AssociationFunctionArn": "SetupAssociationFunction",
-    "LaunchFunctionArn": "SetupLaunchFunction",
-    "RespondFunctionArn": "SetupRespondFunction",
-}
+from .builders import LambdaContext, load_handler
 
 
 class ResponseCatcher(http.server.BaseHTTPRequestHandler):
@@ -113,52 +90,14 @@ def world(monkeypatch, cfn_response_url):
                 return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__}).encode()
 
         monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
-        iam = boto3.client("iam")
-        role = iam.create_role(RoleName="lambda", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as zf:
-            zf.writestr("app.py", "")
-        lam = boto3.client("lambda")
-        arns = {}
-        for logical, handler in HANDLERS.items():
-            functions[logical] = handler
-            arns[logical] = lam.create_function(
-                FunctionName=logical,
-                Runtime="python3.13",
-                Role=role,
-                Handler=f"app.{handler}",
-                Code={"ZipFile": code.getvalue()},
-            )["FunctionArn"]
-        definition = (ROOT / "statemachine/setup.asl.json").read_text()
-        for variable, logical in SUBSTITUTIONS.items():
-            definition = definition.replace("${" + variable + "}", arns[logical])
-        definition = definition.replace("${Partition}", "aws")
-        doc = json.loads(definition)
-        for state in doc["States"].values():
-            if state["Type"] == "Wait":
-                state["Seconds"] = 0  # the same graph, without waiting
-            for retry in state.get("Retry", []):
-                retry["IntervalSeconds"] = 1
+        # the same deployment as make demo's (the template's functions, substitutions and launch
+        # document), without waiting
+        deployment = deploy_setup(boto3.client, wait_seconds=0, retry_interval=1, name="setup")
+        functions.update(deployment.handlers)
+        machine = deployment.machine
         sfn = boto3.client("stepfunctions")
-        machine = sfn.create_state_machine(name="setup", definition=json.dumps(doc), roleArn=role)[
-            "stateMachineArn"
-        ]
         monkeypatch.setenv("SETUP_STATE_MACHINE_ARN", machine)
-        template = yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)
-        ssm = boto3.client("ssm")
-        ssm.create_document(
-            Name="regvault-launch",
-            DocumentType="Command",
-            DocumentFormat="YAML",
-            Content=yaml.safe_dump(template["Resources"]["LaunchDocument"]["Properties"]["Content"]),
-        )
-        ec2 = boto3.client("ec2")
-        image = next(
-            i["ImageId"]
-            for i in ec2.describe_images(Owners=["amazon"])["Images"]
-            if i.get("Platform") != "windows"
-        )
-        instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        instance = launch_instance(boto3.client("ec2"))
         stack_id = boto3.client("cloudformation").create_stack(
             StackName="regvault",
             TemplateBody=json.dumps(

@@ -6,9 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-from .builders import CfnLoader
+from harness.setup_local import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 SAM = ROOT / ".venv-sam" / "bin" / "sam"
@@ -130,7 +129,7 @@ def test_sam_build_offline_builds_layer_for_arm64_py313(tmp_path):
     assert not (layer / "regvault" / "harness").exists()  # test harness stays out of Lambda
     cores = list(layer.glob("pydantic_core/_pydantic_core*.so"))
     assert cores and "cpython-313-aarch64" in cores[0].name
-    for name in functions(yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader)):
+    for name in functions(load_template()):
         assert sorted(p.name for p in (tmp_path / "build" / name).iterdir()) == ["app.py"]
     assert list(layer.glob("cryptography/hazmat/bindings/_rust.abi3.so"))  # the self-signed certificate
     assert list(layer.glob("bcrypt/_bcrypt.abi3.so"))  # htpasswd entries

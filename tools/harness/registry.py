@@ -11,15 +11,9 @@ from pathlib import Path
 from harness.emulator import ACCESS_KEY, REGION, SECRET_KEY, S3Emulator
 from harness.processes import HarnessError, Supervisor, free_port, wait_for_http
 from regvault.setup.registry_config import RegistrySettings, render
+from regvault.setup.secrets import htpasswd
 
 REGISTRY_BINARY = "docker-registry"
-
-
-def htpasswd_line(user: str, password: str) -> str:
-    import bcrypt
-
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
-    return f"{user}:{hashed}\n"
 
 
 def self_signed_certificate(cert_path: Path, key_path: Path) -> None:
@@ -66,9 +60,9 @@ class RegistryServer:
             self.cert_dir = workdir / "certs"
             self.cert_dir.mkdir(exist_ok=True)
             self_signed_certificate(self.cert_dir / "ca.crt", workdir / "tls.key")
-        htpasswd = workdir / "htpasswd"
-        htpasswd.write_text(htpasswd_line(user, self.password))
-        htpasswd.chmod(0o600)
+        htpasswd_file = workdir / "htpasswd"
+        htpasswd_file.write_text(htpasswd({user: self.password}))  # the setup's own htpasswd writer
+        htpasswd_file.chmod(0o600)
         self.settings = RegistrySettings(
             bucket=bucket,
             region=REGION,
@@ -78,7 +72,7 @@ class RegistryServer:
             access_key=ACCESS_KEY,
             secret_key=SECRET_KEY,
             chunk_size=5 * 1024 * 1024,
-            htpasswd_path=str(htpasswd),
+            htpasswd_path=str(htpasswd_file),
             http_secret=secrets.token_hex(16),
             blob_descriptor_cache=blob_descriptor_cache,
             tls_certificate=str(workdir / "certs" / "ca.crt") if tls else None,

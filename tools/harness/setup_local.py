@@ -7,6 +7,8 @@ import io
 import json
 import time
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -17,8 +19,8 @@ from harness.processes import HarnessError
 HANDLERS = ROOT / "functions" / "setup" / "app.py"
 
 
-class _CfnLoader(yaml.SafeLoader):
-    pass
+class CfnLoader(yaml.SafeLoader):
+    """YAML loader that keeps CloudFormation tags (!Ref, !Sub, !GetAtt …) as {"Ref": …} mappings."""
 
 
 def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
@@ -29,11 +31,82 @@ def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
     return {suffix: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
 
 
-_CfnLoader.add_multi_constructor("!", _tag)
+CfnLoader.add_multi_constructor("!", _tag)
 
 
 def load_template() -> dict[str, Any]:
-    return dict(yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader))  # noqa: S506 - SafeLoader
+    """template.yaml as a dict, CloudFormation tags kept as mappings (the one loader of the repository)."""
+    return dict(yaml.load((ROOT / "template.yaml").read_text(), Loader=CfnLoader))  # noqa: S506 - SafeLoader
+
+
+@dataclass
+class SetupDeployment:
+    machine: str  # the state machine's ARN
+    role: str
+    handlers: dict[str, str]  # Lambda function (logical id) -> handler attribute of app.py
+
+
+def deploy_setup(
+    client: Callable[[str], Any],
+    template: dict[str, Any] | None = None,
+    wait_seconds: int = 1,
+    retry_interval: int | None = None,
+    name: str = "regvault-setup",
+) -> SetupDeployment:
+    """Deploy the template's Setup state machine with ``client(service)``'s clients: its Lambda
+    functions (the real handlers' code), the ASL with the template's DefinitionSubstitutions, and the
+    launch document. Wait states last ``wait_seconds`` (the emulated agent and command answer at once)
+    and Retry intervals ``retry_interval`` when given."""
+    template = template if template is not None else load_template()
+    iam, lam = client("iam"), client("lambda")
+    role = iam.create_role(RoleName="regvault-setup-tasks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("app.py", HANDLERS.read_text())
+    resources = template["Resources"]
+    arns, handlers = {}, {}
+    for logical, resource in resources.items():
+        if resource["Type"] == "AWS::Serverless::Function" and logical.startswith("Setup"):
+            handler = resource["Properties"]["Handler"]
+            handlers[logical] = handler.split(".", 1)[1]
+            arns[logical] = lam.create_function(
+                FunctionName=logical,
+                Runtime="python3.13",
+                Role=role,
+                Code={"ZipFile": code.getvalue()},
+                Handler=handler,
+            )["FunctionArn"]
+    machine = resources["SetupStateMachine"]["Properties"]
+    definition = (ROOT / machine["DefinitionUri"]).read_text()
+    for variable, value in machine["DefinitionSubstitutions"].items():
+        resolved = "aws" if value == {"Ref": "AWS::Partition"} else arns[value["GetAtt"].split(".")[0]]
+        definition = definition.replace("${" + variable + "}", resolved)
+    doc = json.loads(definition)
+    for state in doc["States"].values():
+        if state["Type"] == "Wait":
+            state["Seconds"] = wait_seconds
+        for retry in state.get("Retry", []) if retry_interval is not None else []:
+            retry["IntervalSeconds"] = retry_interval
+    client("ssm").create_document(
+        Name="regvault-launch",
+        DocumentType="Command",
+        DocumentFormat="YAML",
+        Content=yaml.safe_dump(resources["LaunchDocument"]["Properties"]["Content"]),
+    )
+    arn = client("stepfunctions").create_state_machine(name=name, definition=json.dumps(doc), roleArn=role)[
+        "stateMachineArn"
+    ]
+    return SetupDeployment(str(arn), role, handlers)
+
+
+def launch_instance(ec2: Any) -> str:
+    """An emulated Linux EC2 instance (no profile) for the setup to adopt."""
+    image = next(
+        i["ImageId"]
+        for i in ec2.describe_images(Owners=["amazon"])["Images"]
+        if i.get("Platform") != "windows"
+    )
+    return str(ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"])
 
 
 class LocalSetup:
@@ -47,50 +120,10 @@ class LocalSetup:
         }
 
     def deploy(self) -> str:
-        iam, lam = self.clients["iam"], self.clients["lambda"]
-        role = iam.create_role(RoleName="regvault-setup-tasks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as archive:
-            archive.writestr("app.py", HANDLERS.read_text())
-        resources = self.template["Resources"]
-        arns = {}
-        for logical, resource in resources.items():
-            if resource["Type"] == "AWS::Serverless::Function" and logical.startswith("Setup"):
-                arns[logical] = lam.create_function(
-                    FunctionName=logical,
-                    Runtime="python3.13",
-                    Role=role,
-                    Code={"ZipFile": code.getvalue()},
-                    Handler=resource["Properties"]["Handler"],
-                )["FunctionArn"]
-        machine = resources["SetupStateMachine"]["Properties"]
-        definition = (ROOT / machine["DefinitionUri"]).read_text()
-        for variable, value in machine["DefinitionSubstitutions"].items():
-            resolved = "aws" if value == {"Ref": "AWS::Partition"} else arns[value["GetAtt"].split(".")[0]]
-            definition = definition.replace("${" + variable + "}", resolved)
-        doc = json.loads(definition)
-        for state in doc["States"].values():
-            if state["Type"] == "Wait":
-                state["Seconds"] = 1  # the emulated agent and command answer at once
-        self.clients["ssm"].create_document(
-            Name="regvault-launch",
-            DocumentType="Command",
-            DocumentFormat="YAML",
-            Content=yaml.safe_dump(resources["LaunchDocument"]["Properties"]["Content"]),
-        )
-        arn = self.clients["stepfunctions"].create_state_machine(
-            name="regvault-setup", definition=json.dumps(doc), roleArn=role
-        )["stateMachineArn"]
-        return str(arn)
+        return deploy_setup(self.clients.__getitem__, self.template).machine
 
     def instance(self) -> str:
-        ec2 = self.clients["ec2"]
-        image = next(
-            i["ImageId"]
-            for i in ec2.describe_images(Owners=["amazon"])["Images"]
-            if i.get("Platform") != "windows"
-        )
-        return str(ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"])
+        return launch_instance(self.clients["ec2"])
 
     def run(self, machine: str, properties: dict[str, str], timeout: float = 120) -> dict[str, Any]:
         sfn = self.clients["stepfunctions"]
