@@ -116,9 +116,9 @@ def test_an_index_cycle_is_reported_and_the_audit_ends(s3, bucket):
     """A -> B -> A. With honest sha256 no bucket holds it (A's digest would be inside B's bytes and
     B's inside A's), so it comes from the one input the audit does not hash: the manifest cache of an
     earlier run (``--cache-dir``), here a forged entry saying B's bytes are an index listing A."""
-    from regvault.images.closure import ManifestRead
     from regvault.images.manifest_cache import ManifestCache
     from regvault.images.manifests import parse_manifest
+    from regvault.images.sources import ManifestRead
 
     w = RegistryWriter(s3, bucket)
     b_bytes = b"bytes of B, not an index"
