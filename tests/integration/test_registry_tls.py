@@ -5,6 +5,7 @@ import json
 import ssl
 import subprocess
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -37,46 +38,16 @@ def test_rendered_config_serves_tls_with_htpasswd_to_skopeo(tls_registry, tmp_pa
     assert "tls:" in reg.config_path.read_text() and "htpasswd:" in reg.config_path.read_text()
     auth = tmp_path / "auth.json"
     certs = str(reg.cert_dir)
+
     # skopeo logs in over TLS, trusting only the generated certificate
-    login = subprocess.run(
-        [
-            "skopeo",
-            "login",
-            "--authfile",
-            str(auth),
-            "--cert-dir",
-            certs,
-            "--username",
-            reg.user,
-            "--password-stdin",
-            reg.address,
-        ],
-        input=reg.password,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert login.returncode == 0, login.stderr
-    wrong = subprocess.run(
-        [
-            "skopeo",
-            "login",
-            "--authfile",
-            str(tmp_path / "x.json"),
-            "--cert-dir",
-            certs,
-            "--username",
-            reg.user,
-            "--password-stdin",
-            reg.address,
-        ],
-        input="not-the-password",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    def login(authfile: Path, password: str) -> subprocess.CompletedProcess[str]:
+        argv = ["skopeo", "login", "--authfile", str(authfile), "--cert-dir", certs]
+        argv += ["--username", reg.user, "--password-stdin", reg.address]
+        return subprocess.run(argv, input=password, capture_output=True, text=True, timeout=60, check=False)
+
+    login_ok = login(auth, reg.password)
+    assert login_ok.returncode == 0, login_ok.stderr
+    wrong = login(tmp_path / "x.json", "not-the-password")
     assert wrong.returncode != 0 and "invalid username/password" in wrong.stderr
     # push with the login, no plain-HTTP fallback allowed
     lay = env.layout

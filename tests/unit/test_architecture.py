@@ -3,7 +3,10 @@
 - only ``regvault/aws/**`` talks to boto3/botocore (the AWS boundary);
 - ``regvault/storage/**`` depends on nothing of regvault but itself and ``regvault.errors``;
 - the core never imports the test tooling (``harness``, outside the wheel and the layer);
-- no core module grows beyond 400 lines.
+- no core module grows beyond 400 lines;
+- storage, images, audit, restore and reports never import aws/, cli/ or lambda_edge/;
+- every third-party package the core imports is declared in pyproject.toml, and the Lambda layer's
+  requirements carry every one its modules (all but cli/) import.
 
 Each failure lists the offending modules (and lines).
 """
@@ -20,7 +23,6 @@ PACKAGE = CORE / "regvault"
 MAX_LINES = 400
 
 
-# being split on other branches (issue 13); remove an entry once its split is merged
 def _modules() -> list[Path]:
     return sorted(PACKAGE.rglob("*.py"))
 
@@ -130,3 +132,66 @@ def test_capabilities_reach_aws_only_through_ports_and_never_call_the_edges():
     outside_cli = [p for p in _modules() if not _name(p).startswith("regvault/cli/")]
     offending += _offending(outside_cli, lambda m: m.startswith("regvault.cli"))
     assert offending == [], "; ".join(offending)
+
+
+# import name -> distribution name, for the third-party packages the core may use
+DISTRIBUTIONS = {
+    "boto3": "boto3",
+    "botocore": "botocore",
+    "pydantic": "pydantic",
+    "bcrypt": "bcrypt",
+    "cryptography": "cryptography",
+    "rich": "rich",
+}
+
+
+def _third_party(paths: list[Path]) -> dict[str, str]:
+    """Top-level third-party imports -> the first module that imports each."""
+    import sys
+
+    out: dict[str, str] = {}
+    for path in paths:
+        for _, names in _imports(path):
+            top = _top(names[0])
+            if top and top != "regvault" and top not in sys.stdlib_module_names and top != "__future__":
+                out.setdefault(top, _name(path))
+    return out
+
+
+def _requirement_names(lines: list[str]) -> set[str]:
+    import re
+
+    return {re.split(r"[<>=\[ ;]", line.strip(), maxsplit=1)[0].lower() for line in lines if line.strip()}
+
+
+def test_the_core_declares_what_it_imports():
+    import tomllib
+
+    pyproject = tomllib.loads((CORE.parents[1] / "pyproject.toml").read_text())
+    declared = _requirement_names(pyproject["project"]["dependencies"]) | {"botocore"}  # boto3 brings it
+    used = _third_party(_modules())
+    unknown = sorted(set(used) - set(DISTRIBUTIONS))
+    assert unknown == [], f"new third-party imports, add them to DISTRIBUTIONS and pyproject: {unknown}"
+    missing = sorted(
+        f"{DISTRIBUTIONS[m]} (imported by {where})"
+        for m, where in used.items()
+        if DISTRIBUTIONS[m] not in declared
+    )
+    assert missing == [], "not in pyproject's dependencies: " + "; ".join(missing)
+
+
+def test_the_layer_ships_what_its_modules_import():
+    layer = [p for p in _modules() if not _name(p).startswith("regvault/cli/")]
+    lines = (CORE / "requirements.txt").read_text().splitlines()
+    pinned = _requirement_names([line for line in lines if not line.lstrip().startswith("#")])
+    used = _third_party(layer)
+    missing = sorted(
+        f"{DISTRIBUTIONS.get(m, m)} (imported by {where})"
+        for m, where in used.items()
+        if DISTRIBUTIONS.get(m, m) not in pinned
+    )
+    assert missing == [], "the layer lacks: " + "; ".join(missing)
+    makefile = (CORE / "Makefile").read_text()
+    assert 'rm -rf "$(ARTIFACTS_DIR)/python/regvault/cli"' in makefile, (
+        "the layer would ship cli/ without rich"
+    )

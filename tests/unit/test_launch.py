@@ -9,8 +9,7 @@ import yaml
 
 from harness.setup_local import load_template
 from regvault.errors import InvalidInput
-from regvault.setup.launch import LaunchSpec, command_status, send_launch, wait_until_managed
-from regvault.setup.provision import SetupError
+from regvault.setup.launch import LaunchSpec, command_status, is_managed, send_launch
 
 SPEC = LaunchSpec(
     instance_id="i-0123456789abcdef0",
@@ -101,21 +100,10 @@ class FakeSsmInventory:
         return {"InstanceInformationList": [{"PingStatus": "Online"}] if online else []}
 
 
-def test_wait_until_managed_and_its_timeout():
-    slept = []
-    ssm = FakeSsmInventory(online_after=2)
-    wait_until_managed(ssm, "i-1", timeout=60, interval=5, sleep=slept.append, clock=lambda: 0.0)
-    assert ssm.calls == 3 and slept == [5, 5]
-    times = iter(range(0, 1000, 10))
-    with pytest.raises(SetupError, match="not managed by SSM after 60 s: check that the SSM agent runs"):
-        wait_until_managed(
-            FakeSsmInventory(None),
-            "i-1",
-            timeout=60,
-            interval=10,
-            sleep=lambda _: None,
-            clock=lambda: float(next(times)),
-        )
+def test_is_managed_reads_the_agents_registration():
+    assert not is_managed(FakeSsmInventory(None), "i-1")
+    assert not is_managed(FakeSsmInventory(1), "i-1")
+    assert is_managed(FakeSsmInventory(0), "i-1")
 
 
 def test_send_launch_records_the_command_with_names_only(document):

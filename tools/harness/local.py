@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
@@ -76,10 +75,6 @@ class LocalRegistry:
 
     def close(self) -> None:
         self.supervisor.close()
-
-    def remove_workdir(self) -> None:
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> LocalRegistry:
         return self

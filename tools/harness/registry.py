@@ -87,7 +87,7 @@ class RegistryServer:
     @staticmethod
     def env() -> dict[str, str]:
         env = dict(os.environ)
-        # distribution 2.8.2 panics when AWS_CA_BUNDLE is set (DESIGN §5)
+        # distribution 2.8.2 panics when AWS_CA_BUNDLE is set
         for name in ("AWS_CA_BUNDLE", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
             env.pop(name, None)
         return env

@@ -59,13 +59,9 @@ def deep_verify(
                 progress(done, len(targets))
             if hexdigest != digest.hex:
                 history = model.blobs[digest]
+                message = f"blob {digest.short} hashes to sha256:{hexdigest[:12]}"
+                recoverable = len(history.data_versions) > 1 or None
                 findings.append(
-                    Finding(
-                        "BLOB_DIGEST_MISMATCH",
-                        f"blob {digest.short} hashes to sha256:{hexdigest[:12]}",
-                        digest=str(digest),
-                        key=history.key,
-                        recoverable=len(history.data_versions) > 1 or None,
-                    )
+                    Finding.at_key("BLOB_DIGEST_MISMATCH", message, history.key, digest, recoverable)
                 )
     return findings, len(targets), total

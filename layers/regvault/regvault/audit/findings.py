@@ -1,4 +1,4 @@
-"""Audit findings: stable codes, severities, and the report that carries them (DESIGN §3)."""
+"""Audit findings: stable codes, severities, and the report that carries them."""
 
 from __future__ import annotations
 
@@ -55,6 +55,21 @@ class Finding:
             raise ValueError(f"unknown finding code {self.code}")
         if not self.severity:
             self.severity = CODES[self.code][0]
+
+    @classmethod
+    def at_key(
+        cls,
+        code: str,
+        message: str,
+        key: str,
+        digest: object = None,
+        recoverable: bool | None = None,
+        **where: Any,
+    ) -> Finding:
+        """A finding about one object: its key, and its digest when it has one."""
+        return cls(
+            code, message, digest=str(digest) if digest else None, key=key, recoverable=recoverable, **where
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -39,26 +39,12 @@ def housekeeping(model: RegistryModel, referenced: set[Digest], cutoff: datetime
         if current is None:
             continue
         if len(history.data_versions) > 1 and len({(v.size, v.etag) for v in history.data_versions}) > 1:
-            out.append(
-                Finding(
-                    "BLOB_OVERWRITTEN",
-                    f"blob {digest.short} was overwritten {len(history.data_versions) - 1} time(s); "
-                    "run --deep to verify it",
-                    digest=str(digest),
-                    key=history.key,
-                    recoverable=None,
-                )
-            )
+            overwrites = len(history.data_versions) - 1
+            message = f"blob {digest.short} was overwritten {overwrites} time(s); run --deep to verify it"
+            out.append(Finding.at_key("BLOB_OVERWRITTEN", message, history.key, digest))
         if digest not in referenced and current.last_modified < cutoff:
-            out.append(
-                Finding(
-                    "ORPHAN_BLOB",
-                    f"blob {digest.short} ({current.size} bytes) is referenced by no manifest",
-                    digest=str(digest),
-                    key=history.key,
-                    recoverable=True,
-                )
-            )
+            message = f"blob {digest.short} ({current.size} bytes) is referenced by no manifest"
+            out.append(Finding.at_key("ORPHAN_BLOB", message, history.key, digest, recoverable=True))
     for repo in model.repositories.values():
         newest: dict[str, datetime | None] = {u: s.newest_live for u, s in repo.upload_summaries.items()}
         for upload_id, histories in repo.uploads.items():

@@ -22,15 +22,11 @@ def untagged_manifests(
         if digest in visited.missing_manifests:
             continue
         if is_live(revision) and not is_live(model.blobs.get(digest)):
+            message = f"{repo.name} lists manifest {digest.short} (pull by digest), but it is not in blobs/"
+            recoverable = manifests.best_recoverable(digest) is not None
+            key = layout.key(BlobData(digest))
             out.append(
-                Finding(
-                    "MANIFEST_MISSING",
-                    f"{repo.name} lists manifest {digest.short} (pull by digest), but it is not in blobs/",
-                    repository=repo.name,
-                    digest=str(digest),
-                    key=layout.key(BlobData(digest)),
-                    recoverable=manifests.best_recoverable(digest) is not None,
-                )
+                Finding.at_key("MANIFEST_MISSING", message, key, digest, recoverable, repository=repo.name)
             )
     return out
 
@@ -46,15 +42,10 @@ def other_links(links: LinkReader, repo: RepositoryKeys, visited: Visited) -> li
             continue
         verdict = links.holds(history, history.current, digest)
         if verdict is not True:
+            message = f"link is malformed: {verdict}"
             out.append(
-                Finding(
-                    "LINK_MALFORMED",
-                    f"link is malformed: {verdict}",
-                    repository=repo.name,
-                    digest=str(digest),
-                    key=history.key,
-                    recoverable=None,
-                    severity=WARNING,
+                Finding.at_key(
+                    "LINK_MALFORMED", message, history.key, digest, repository=repo.name, severity=WARNING
                 )
             )
     return out

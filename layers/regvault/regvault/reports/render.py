@@ -1,4 +1,5 @@
-"""Render an audit report as Markdown (the same data as the JSON report)."""
+"""Render audit reports (Markdown; a self-contained HTML page with its history chart) and tag history
+(Markdown)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ class ScopedModel:
         self.store = store
         self.workers = workers
         inventory = walk(store, layout.repository_prefix(repository), scratch=layout.upload_group)
-        # keep only this repository's keys (the prefix also covers team/app/sub)
+        # the prefix also covers nested repositories (team/app/sub): the model indexes them apart
         self.model = RegistryModel(inventory, layout)
         if repository not in self.model.repositories:
             raise layout.no_registry(store.bucket, repository)

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import base64
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from regvault.aws.errors import expected
 from regvault.errors import AwsCallFailed, InvalidInput
-from regvault.setup.provision import SetupError
 from regvault.setup.registry_config import RegistrySettings, render
 
 CONTAINER_PATHS = {"2": "/etc/docker/registry/config.yml", "3": "/etc/distribution/config.yml"}
@@ -131,22 +128,6 @@ def not_managed_message(instance_id: str, waited: float) -> str:
         "reaches the SSM endpoints (internet or VPC endpoints), and that its profile has "
         "AmazonSSMManagedInstanceCore"
     )
-
-
-def wait_until_managed(
-    ssm: Any,
-    instance_id: str,
-    timeout: float = 600,
-    interval: float = 10,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """Wait until the SSM agent on the instance is online; a clear error when it never shows."""
-    deadline = clock() + timeout
-    while not is_managed(ssm, instance_id):
-        if clock() >= deadline:
-            raise SetupError(not_managed_message(instance_id, timeout))
-        sleep(interval)
 
 
 def send_launch(ssm: Any, document: str, spec: LaunchSpec) -> str:
