@@ -274,13 +274,15 @@ def test_delete_answers_at_once_stops_a_running_setup_and_deletes_nothing(world,
     s3.create_bucket(Bucket="reg-bucket")
     started = trigger(world, create_event(world, ManagedTimeoutSeconds="100000", AgentGraceSeconds="100000"))
     sfn = world["sfn"]
-    for _ in range(200):  # until it is really under way, waiting for the agent
+    deadline = time.monotonic() + 60  # until it is really under way, waiting for the agent
+    while time.monotonic() < deadline:
         history = json.dumps(
             sfn.get_execution_history(executionArn=started["execution"])["events"], default=str
         )
         if "CheckManaged" in history:
             break
         time.sleep(0.05)
+    assert "CheckManaged" in history, "the setup never reached the agent check"
     assert sfn.describe_execution(executionArn=started["execution"])["status"] == "RUNNING"
     ssm = boto3.client("ssm")
     command = ssm.send_command(InstanceIds=[world["instance"]], DocumentName="regvault-launch")["Command"]

@@ -37,6 +37,10 @@ from harness.generator import Workload, synthetic, write_preload
 from harness.latency import LatencyProxy, classify
 from harness.processes import Supervisor
 from harness.registry import RegistryServer, registry_binary
+from regvault.storage.digest import Digest
+from regvault.storage.layout import BlobData, RegistryLayout, TagCurrentLink
+
+LAYOUT = RegistryLayout("")  # the benchmarks' registries live at the bucket's root
 
 BUCKET = "bench-registry"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -341,7 +345,6 @@ class Bench:
     # --- deep verify vs hashlib ---------------------------------------------------------------------
 
     def deep_vs_hashlib(self) -> None:
-        import hashlib
         import random
 
         workers, count, blob_mib = self.args.workers, self.args.deep_blobs, self.args.deep_blob_mib
@@ -373,9 +376,9 @@ class Bench:
             s3.create_bucket(Bucket=BUCKET)
             rng = random.Random(self.args.seed)  # noqa: S311 - data, not secrets
             keys = []
-            for i in range(count):
+            for _ in range(count):
                 data = rng.randbytes(blob_mib * 1024 * 1024)
-                key = f"docker/registry/v2/blobs/sha256/{hashlib.sha256(data).hexdigest()[:2]}/x{i}/data"
+                key = LAYOUT.key(BlobData(Digest.of(data)))
                 s3.put_object(Bucket=BUCKET, Key=key, Body=data)
                 keys.append(key)
             env = self.env_for(emulator.endpoint_url)
@@ -407,7 +410,7 @@ class Bench:
             self.results.notes.append(f"restore_vs_pit at {size:,}: no tag changed after the midpoint")
             return
         repo, tag, when = target
-        prefix = f"docker/registry/v2/repositories/{repo}/"
+        prefix = LAYOUT.repository_prefix(repo)
         pit = shutil.which("s3-pit-restore") or str(Path(sys.executable).parent / "s3-pit-restore")
         delays = [0.0] + ([self.args.latency_ms / 1000] if self.args.latency_ms > 0 else [])
         for delay in delays:
@@ -473,10 +476,10 @@ def restore_target(ops: list[Any], when: float) -> tuple[str, str, str] | None:
     at_when: dict[tuple[str, str], bytes] = {}
     changed: Counter[tuple[str, str]] = Counter()
     for op in ops:
-        repo_part, sep, tag_part = op.key.partition("/_manifests/tags/")
-        if not sep or not tag_part.endswith("/current/link") or op.body is None:
+        entity = LAYOUT.parse(op.key)
+        if not isinstance(entity, TagCurrentLink) or op.body is None:
             continue
-        name = (repo_part.split("/repositories/", 1)[1], tag_part[: -len("/current/link")])
+        name = (entity.repository, entity.tag)
         if op.at <= when:
             at_when[name] = op.body
         elif name in at_when and op.body != at_when[name]:
