@@ -63,17 +63,57 @@ def test_walk_pages_split_inside_a_key_give_the_same_inventory(s3, bucket, listi
     assert sum(1 for h in inv if not h.deleted) == 4
 
 
-def test_walk_shards_in_parallel_equals_one_walk(s3, bucket):
+BOUNDARY_KEYS = [
+    "docker/registry/v2/aaa-junk",  # before blobs/
+    "docker/registry/v2/blobs/md5/x/data",  # an algorithm the layout does not know
+    "docker/registry/v2/blobs/sha256/1",  # exactly a range bound
+    "docker/registry/v2/blobs/sha256/ff/x/data",
+    "docker/registry/v2/blobs/sha512/aa/x/data",
+    "docker/registry/v2/repositories/",  # exactly a range bound
+    "docker/registry/v2/repositories/0/_layers/x",
+    "docker/registry/v2/repositories/z/_manifests/x",
+    "docker/registry/v2/repositories/~nested/x",  # after every repository bound
+    "docker/registry/v2/zzz-junk",  # after repositories/
+]
+
+
+@pytest.fixture
+def s3_key_markers(monkeypatch):
+    """Stock moto 5 skips the first key after a KeyMarker that is not itself a key (S3 starts right
+    after the marker, whatever it is); the emulator's listing does what S3 does, and so do these tests."""
+    monkeypatch.setattr(s3_models.S3Backend, "list_object_versions", moto_patches.list_object_versions)
+
+
+@pytest.mark.parametrize("page_size", [1, 3, 1000])
+@pytest.mark.parametrize("blob_shards", [16, 256])
+def test_sharded_walk_in_parallel_equals_one_walk(s3, bucket, s3_key_markers, page_size, blob_shards):
+    # Given a bucket with history, blobs in many ranges and keys on and around every kind of range bound
     w = _history_bucket(s3, bucket)
+    for i in range(40):
+        w.put(BlobData(digest_of(f"spread{i}")), b"x" * i)
+    for key in BOUNDARY_KEYS:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"j")
+        s3.put_object(Bucket=bucket, Key=key, Body=b"jj")  # two versions each
     layout: RegistryLayout = w.layout
-    one = walk(S3Store(bucket, s3), layout.prefix)
+    one = walk(S3Store(bucket, s3), layout.prefix, page_size=page_size)
     import boto3
 
+    # When the same prefix is walked as key ranges, in parallel
     store = S3Store(bucket, boto3.client("s3", region_name="us-east-1"))
-    sharded = walk_shards(store, layout.shard_prefixes(16), workers=4)
+    seen: list[tuple[int, int]] = []
+    bounds = layout.shard_bounds(blob_shards)
+    sharded = walk_shards(
+        store, layout.prefix, bounds, workers=8, page_size=page_size, progress=lambda *c: seen.append(c)
+    )
+    # Then every key is in it once, with every version, and the counts agree
     assert _snapshot(sharded) == _snapshot(one)
-    assert sharded.object_versions == one.object_versions
-    assert store.requests.by_operation["ListObjectVersions"] == len(layout.shard_prefixes(16))
+    assert set(BOUNDARY_KEYS) <= {h.key for h in sharded}
+    assert (sharded.object_versions, sharded.delete_markers) == (one.object_versions, one.delete_markers)
+    # one request per range at least, and at most one page past each range's end
+    requests = store.requests.by_operation["ListObjectVersions"]
+    assert len(bounds) + 1 <= requests <= one.pages + 2 * (len(bounds) + 1)
+    # progress reports totals over the shards, ending at every version
+    assert max(c[1] for c in seen) == one.object_versions
 
 
 def test_merge_refuses_overlapping_shards():
@@ -149,7 +189,7 @@ def test_upload_scratch_is_folded_into_one_summary_per_upload(s3, bucket):
     assert stale == [layout.prefix + "repositories/team/app/_uploads/open-2/"]
 
 
-def test_folded_shards_merge(s3, bucket):
+def test_folded_shards_merge(s3, bucket, s3_key_markers):
     from regvault.storage.layout import UploadObject
 
     w = RegistryWriter(s3, bucket)
@@ -157,6 +197,5 @@ def test_folded_shards_merge(s3, bucket):
         w.put(UploadObject(repo, "u1", "startedat"), b"x")
     store = S3Store(bucket, s3)
     layout = RegistryLayout("")
-    prefixes = [layout.repository_prefix("a"), layout.repository_prefix("b")]
-    merged = walk_shards(store, prefixes, scratch=layout.upload_group)
+    merged = walk_shards(store, layout.prefix, [layout.repository_prefix("b")], scratch=layout.upload_group)
     assert set(merged.scratch) == {("a", "u1"), ("b", "u1")} and len(merged) == 2

@@ -81,16 +81,23 @@ def test_key_outside_prefix_is_unknown():
     assert isinstance(entity, UnknownKey) and "outside" in entity.reason
 
 
-def test_shard_prefixes_are_disjoint_and_cover_blobs():
+def test_shard_bounds_are_sorted_and_cut_blobs_and_repositories():
     layout = RegistryLayout("r")
-    shards = layout.shard_prefixes(16)
-    assert shards[0] == "r/docker/registry/v2/repositories/"
-    hexes = [s for s in shards if "/sha256/" in s]
-    assert len(hexes) == 16
-    for key in (layout.key(BlobData(Digest.of(bytes([i])))) for i in range(64)):
-        assert sum(key.startswith(s) for s in shards) == 1
+    for blob_shards in (16, 256):
+        bounds = layout.shard_bounds(blob_shards)
+        assert bounds == sorted(bounds) and len(set(bounds)) == len(bounds)
+        assert all(b.startswith(layout.prefix) for b in bounds)
+        ranges = list(zip([None, *bounds], [*bounds, None], strict=True))
+        # digests spread over the blob ranges: each key is in exactly one, and 16 ranges are used
+        keys = [layout.key(BlobData(Digest.of(bytes([i])))) for i in range(256)]
+        homes = [
+            [k for k, (a, b) in enumerate(ranges) if (a is None or key > a) and (b is None or key <= b)]
+            for key in keys
+        ]
+        assert all(len(h) == 1 for h in homes)
+        assert len({h[0] for h in homes}) >= 16
     with pytest.raises(InvalidInput):
-        layout.shard_prefixes(3)
+        layout.shard_bounds(3)
 
 
 names = (

@@ -119,6 +119,18 @@ def test_fix2_versions_of_a_key_come_newest_first(s3, bucket, patched):
     assert ids == [b"3", b"2", b"1"]
 
 
+@pytest.mark.parametrize(
+    ("marker", "after"),
+    [("p/b", ["p/b/1", "p/b/2", "p/c"]), ("p/b/", ["p/b/1", "p/b/2", "p/c"]), ("p/b/15", ["p/b/2", "p/c"])],
+)
+def test_fix2_key_marker_is_exclusive_also_when_it_is_not_a_key(s3, bucket, patched, marker, after):
+    # stock moto 5 lists ["p/b/2", "p/c"] after "p/b/": it skips the first key past a marker that is not one
+    for key in ("p/a/1", "p/b", "p/b/1", "p/b/2", "p/c"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b".")
+    out = s3.list_object_versions(Bucket=bucket, Prefix="p/", KeyMarker=marker)
+    assert [v["Key"] for v in out["Versions"]] == after
+
+
 def test_fix2_prefix_and_delimiter(s3, bucket, patched):
     for key in ("a/1", "a/2", "b/x/1", "b/y", "c"):
         s3.put_object(Bucket=bucket, Key=key, Body=b".")

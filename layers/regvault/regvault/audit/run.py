@@ -25,7 +25,7 @@ from regvault.errors import InvalidInput
 from regvault.images.closure import Planner
 from regvault.images.manifest_cache import ManifestCache
 from regvault.images.sources import LinkReader, ManifestSource, is_live
-from regvault.storage.inventory import walk
+from regvault.storage.inventory import walk, walk_shards
 from regvault.storage.layout import RegistryLayout
 from regvault.storage.model import RegistryModel
 from regvault.storage.store import BucketPosture, RegistryStore
@@ -74,6 +74,7 @@ class AuditRequest:
     grace: timedelta = DEFAULT_GRACE
     workers: int = 8
     page_size: int = 1000
+    shards: int = 1  # 1: one walk; 16 or 256: key ranges listed in parallel (RegistryLayout.shard_bounds)
     manifest_cache: ManifestCache | None = None  # manifest versions read by an earlier audit
 
     def __post_init__(self) -> None:
@@ -85,6 +86,8 @@ class AuditRequest:
             raise InvalidInput("page size must be between 1 and 1000")
         if not 1 <= self.workers <= 64:
             raise InvalidInput("workers must be between 1 and 64")
+        if self.shards not in (1, 16, 256):
+            raise InvalidInput("shards must be 1, 16 or 256")
 
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total or 0)
@@ -97,15 +100,22 @@ def run_audit(
     requests_before = store.requests.total  # a warm Lambda reuses its store
     store.check_bucket()
     posture = store.posture()
-    inventory = walk(
-        store,
-        layout.prefix,
-        scratch=layout.upload_group,
-        page_size=request.page_size,
-        progress=(lambda pages, versions: progress("listing object versions", versions, 0))
-        if progress
-        else None,
-    )
+    listing = (lambda pages, versions: progress("listing object versions", versions, 0)) if progress else None
+    if request.shards > 1:
+        bounds = layout.shard_bounds(request.shards)
+        inventory = walk_shards(
+            store,
+            layout.prefix,
+            bounds,
+            workers=request.workers,
+            page_size=request.page_size,
+            progress=listing,
+            scratch=layout.upload_group,
+        )
+    else:
+        inventory = walk(
+            store, layout.prefix, scratch=layout.upload_group, page_size=request.page_size, progress=listing
+        )
     if not len(inventory):
         raise layout.no_registry(store.bucket)
     model = RegistryModel(inventory, layout)

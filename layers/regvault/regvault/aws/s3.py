@@ -51,12 +51,17 @@ class S3Store:
         return str(status) if status else None
 
     # --- listing ---------------------------------------------------------------------------
-    def list_versions(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[VersionRecord]]:
-        """Yield pages of ListObjectVersions below ``prefix`` (versions and delete markers).
+    def list_versions(
+        self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE, after: str | None = None
+    ) -> Iterator[list[VersionRecord]]:
+        """Yield pages of ListObjectVersions below ``prefix`` (versions and delete markers), of the keys
+        after ``after`` when given (every version of that key itself is left out).
 
         Within a key, records come newest first as S3 returns them; a page may end inside a key.
         """
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
+        if after is not None:
+            params["KeyMarker"] = after
         while True:
             with self._errors("ListObjectVersions"):
                 response = self.client.list_object_versions(**params)

@@ -7,6 +7,7 @@ be split into disjoint prefix shards that run in parallel and merge into the sam
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -205,31 +206,66 @@ def walk(
     page_size: int = 1000,
     progress: Progress | None = None,
     scratch: ScratchGrouper | None = None,
+    after: str | None = None,
+    through: str | None = None,
 ) -> Inventory:
-    """Walk every version below ``prefix`` with paginated ListObjectVersions calls."""
+    """Walk every version below ``prefix`` with paginated ListObjectVersions calls; only the keys after
+    ``after`` and up to ``through`` (included) when given (one range of a sharded walk)."""
     inventory = Inventory(prefix, scratch)
-    for page in lister.list_versions(prefix, page_size=page_size):
-        inventory.add_page(page)
+    for page in lister.list_versions(prefix, page_size=page_size, after=after):
+        inside = [
+            r for r in page if (after is None or r.key > after) and (through is None or r.key <= through)
+        ]
+        inventory.add_page(inside)
         if progress is not None:
             progress(inventory.pages, inventory.object_versions)
+        if through is not None and page and page[-1].key > through:
+            break  # the rest belongs to the next range
     return inventory.finalize()
 
 
 def walk_shards(
     lister: RegistryStore,
-    prefixes: list[str],
+    prefix: str,
+    bounds: list[str],
     *,
     workers: int = 4,
     page_size: int = 1000,
     progress: Progress | None = None,
     scratch: ScratchGrouper | None = None,
 ) -> Inventory:
-    """Walk disjoint prefixes in parallel and merge them into one inventory."""
-    merged = Inventory(prefixes[0] if len(prefixes) == 1 else "", scratch)
+    """Walk the key ranges ``bounds`` cut ``prefix`` into (``RegistryLayout.shard_bounds``) in parallel
+    and merge them: the same inventory as one walk, in about 1/workers of the time for a big bucket."""
+    ranges = list(zip([None, *bounds], [*bounds, None], strict=True))
+    merged = Inventory(prefix, scratch)
+    counts: dict[int, tuple[int, int]] = {}
+    lock = threading.Lock()
+
+    def shard_progress(shard: int) -> Progress | None:
+        if progress is None:
+            return None
+
+        def report(pages: int, versions: int) -> None:  # the totals over every shard so far
+            with lock:
+                counts[shard] = (pages, versions)
+                total = (sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values()))
+                progress(*total)
+
+        return report
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [
-            pool.submit(walk, lister, prefix, page_size=page_size, progress=progress, scratch=scratch)
-            for prefix in prefixes
+            pool.submit(
+                walk,
+                lister,
+                prefix,
+                page_size=page_size,
+                progress=shard_progress(k),
+                scratch=scratch,
+                after=a,
+                through=b,
+            )
+            for k, (a, b) in enumerate(ranges)
         ]
         for future in futures:
             merged.merge(future.result())

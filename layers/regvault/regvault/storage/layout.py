@@ -116,21 +116,21 @@ class RegistryLayout:
             f"(nothing below {self.prefix!r}): check --root / REGVAULT_ROOT"
         )
 
-    def shard_prefixes(self, blob_shards: int = 1) -> list[str]:
-        """Disjoint prefixes that together cover the registry, for parallel walks.
+    def shard_bounds(self, blob_shards: int = 16) -> list[str]:
+        """Sorted keys that cut everything below the prefix into ranges a parallel walk lists apart.
 
-        ``blob_shards`` in (1, 16, 256) splits ``blobs/sha256/`` by leading hex digits.
+        Range ``k`` holds the keys after ``bounds[k-1]`` up to and including ``bounds[k]`` (the first
+        range starts at the prefix, the last runs to its end), so every key, also one the layout does not
+        know, is in exactly one range. ``blob_shards`` (16 or 256) splits ``blobs/sha256/`` by leading hex
+        digits; repositories are split by their first character (names start with ``[a-z0-9]``).
         """
-        if blob_shards not in (1, 16, 256):
-            raise InvalidInput("blob_shards must be 1, 16 or 256")
-        prefixes = [self.repositories_prefix]
-        if blob_shards == 1:
-            prefixes.append(self.blobs_prefix)
-        else:
-            width = 1 if blob_shards == 16 else 2
-            prefixes += [f"{self.blobs_prefix}sha256/{i:0{width}x}" for i in range(blob_shards)]
-            prefixes += [f"{self.blobs_prefix}{alg}/" for alg in ("sha384", "sha512")]
-        return prefixes
+        if blob_shards not in (16, 256):
+            raise InvalidInput("blob shards must be 16 or 256")
+        width = 1 if blob_shards == 16 else 2
+        bounds = [f"{self.blobs_prefix}sha256/{i:0{width}x}" for i in range(1, blob_shards)]
+        bounds.append(self.repositories_prefix)
+        bounds += [f"{self.repositories_prefix}{c}" for c in "0123456789abcdefghijklmnopqrstuvwxyz"]
+        return bounds
 
     # --- entity -> key --------------------------------------------------------------------
     def key(self, entity: Entity) -> str:
