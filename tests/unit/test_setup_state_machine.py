@@ -270,7 +270,7 @@ def test_existing_profile_fails_unless_replacement_is_allowed(world, monkeypatch
 
 def test_delete_answers_at_once_stops_a_running_setup_and_deletes_nothing(world, monkeypatch):
     # Given a setup still waiting for the SSM agent (a create that timed out, then a rollback's Delete)
-    s3 = boto3.client("s3")
+    s3, ssm = boto3.client("s3"), boto3.client("ssm")  # made before a second thread runs tasks
     s3.create_bucket(Bucket="reg-bucket")
     started = trigger(world, create_event(world, ManagedTimeoutSeconds="100000", AgentGraceSeconds="100000"))
     sfn = world["sfn"]
@@ -284,7 +284,6 @@ def test_delete_answers_at_once_stops_a_running_setup_and_deletes_nothing(world,
         time.sleep(0.05)
     assert "CheckManaged" in history, "the setup never reached the agent check"
     assert sfn.describe_execution(executionArn=started["execution"])["status"] == "RUNNING"
-    ssm = boto3.client("ssm")
     command = ssm.send_command(InstanceIds=[world["instance"]], DocumentName="regvault-launch")["Command"]
     monkeypatch.setattr(
         custom_resource.Trigger,

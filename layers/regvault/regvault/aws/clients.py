@@ -43,11 +43,29 @@ class RequestCounter:
             return sum(self.by_operation.values())
 
 
+_local = threading.local()
+
+
+def _thread_session(profile: str | None) -> Any:
+    sessions: dict[str | None, Any] = _local.__dict__.setdefault("sessions", {})
+    if profile not in sessions:
+        try:
+            sessions[profile] = boto3.session.Session(profile_name=profile)
+        except ProfileNotFound:
+            raise CredentialsMissing(
+                f"AWS profile {profile!r} not found: check --profile / AWS_PROFILE and ~/.aws/config"
+            ) from None
+    return sessions[profile]
+
+
 def client(
     service: str, region: str | None = None, endpoint_url: str | None = None, profile: str | None = None
 ) -> Any:
-    """A boto3 client for setup steps (IAM, EC2, SSM, Secrets Manager, Step Functions), adaptive retries."""
-    session = boto3.session.Session(profile_name=profile) if profile else boto3
+    """A boto3 client for setup steps (IAM, EC2, SSM, Secrets Manager, Step Functions), adaptive retries.
+
+    Clients come from a session of the calling thread's own: boto3's shared default session is not safe
+    to create clients from in two threads at once (the emulator runs task handlers on its threads)."""
+    session = _thread_session(profile)
     return session.client(service, region_name=region, endpoint_url=endpoint_url, config=retry_config())
 
 
