@@ -298,7 +298,10 @@ def test_delete_answers_at_once_stops_a_running_setup_and_deletes_nothing(world,
     assert result["stopped"] == [started["execution"]]
     assert result["cancelled"] == [command["CommandId"]]
     assert cancels == [{"CommandId": command["CommandId"], "InstanceIds": [world["instance"]]}]
-    assert finished(world, started["execution"])["status"] == "ABORTED"  # at the interpreter's next step
+    # The stop took: without it the execution would wait for the agent for 100,000 s. moto ends it at
+    # its interpreter's next step, ABORTED, or FAILED when that step was the agent check it was inside
+    # (the check then fails on the stopped execution): an emulator artefact; AWS shows ABORTED at once.
+    assert finished(world, started["execution"])["status"] in ("ABORTED", "FAILED")
     assert "reg-bucket" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 

@@ -43,30 +43,32 @@ class RequestCounter:
             return sum(self.by_operation.values())
 
 
-_local = threading.local()
+_SESSIONS: dict[str | None, Any] = {}
+_SESSIONS_LOCK = threading.Lock()
 
 
-def _thread_session(profile: str | None) -> Any:
-    sessions: dict[str | None, Any] = _local.__dict__.setdefault("sessions", {})
-    if profile not in sessions:
-        try:
-            sessions[profile] = boto3.session.Session(profile_name=profile)
-        except ProfileNotFound:
-            raise CredentialsMissing(
-                f"AWS profile {profile!r} not found: check --profile / AWS_PROFILE and ~/.aws/config"
-            ) from None
-    return sessions[profile]
+def _client_from_own_session(profile: str | None, service: str, **kwargs: Any) -> Any:
+    """A client from regvault's own session per profile, made under a lock: a boto3 session is not
+    safe to create clients from in two threads at once (the emulator runs task handlers on its
+    threads), and boto3's default session is also used by whoever else runs in the process."""
+    with _SESSIONS_LOCK:
+        if profile not in _SESSIONS:
+            try:
+                _SESSIONS[profile] = boto3.session.Session(profile_name=profile)
+            except ProfileNotFound:
+                raise CredentialsMissing(
+                    f"AWS profile {profile!r} not found: check --profile / AWS_PROFILE and ~/.aws/config"
+                ) from None
+        return _SESSIONS[profile].client(service, **kwargs)
 
 
 def client(
     service: str, region: str | None = None, endpoint_url: str | None = None, profile: str | None = None
 ) -> Any:
-    """A boto3 client for setup steps (IAM, EC2, SSM, Secrets Manager, Step Functions), adaptive retries.
-
-    Clients come from a session of the calling thread's own: boto3's shared default session is not safe
-    to create clients from in two threads at once (the emulator runs task handlers on its threads)."""
-    session = _thread_session(profile)
-    return session.client(service, region_name=region, endpoint_url=endpoint_url, config=retry_config())
+    """A boto3 client for setup steps (IAM, EC2, SSM, Secrets Manager, Step Functions), adaptive retries."""
+    return _client_from_own_session(
+        profile, service, region_name=region, endpoint_url=endpoint_url, config=retry_config()
+    )
 
 
 def s3_client(
