@@ -23,6 +23,15 @@ class RegistryWriter:
         self.s3.delete_object(Bucket=self.bucket, Key=self.layout.key(entity))
 
 
+def replay(s3: Any, bucket: str, ops: Any) -> None:
+    """Write a generated history (``harness.generator`` ops) through the S3 API, in order."""
+    for op in ops:
+        if op.body is None:
+            s3.delete_object(Bucket=bucket, Key=op.key)
+        else:
+            s3.put_object(Bucket=bucket, Key=op.key, Body=op.body)
+
+
 def random_history(
     s3: Any, bucket: str, names: list[str], writes: int, rng: Any, deletes: float = 0.3
 ) -> None:

@@ -18,6 +18,8 @@ from regvault.storage.inventory import walk
 from regvault.storage.layout import RegistryLayout
 from regvault.storage.model import RegistryModel
 
+from .builders import replay
+
 END = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -38,11 +40,7 @@ def test_synthetic_workload_reaches_its_size_with_every_pattern():
 def test_generated_registry_reads_as_a_registry(s3, bucket):
     # Given a generated history written through the S3 API
     sim, workload = synthetic(1500, seed=5)
-    for op in sim.ops:
-        if op.body is None:
-            s3.delete_object(Bucket=bucket, Key=op.key)
-        else:
-            s3.put_object(Bucket=bucket, Key=op.key, Body=op.body)
+    replay(s3, bucket, sim.ops)
     # Then regvault's model sees every repository, no unknown key, and tags where the simulator has them
     from regvault.aws.s3 import S3Store
 

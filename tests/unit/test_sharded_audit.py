@@ -13,6 +13,8 @@ from regvault.aws.s3 import S3Store
 from regvault.errors import InvalidInput
 from regvault.storage.layout import BlobData, LayerLink, RegistryLayout, TagCurrentLink
 
+from .builders import replay
+
 VARIABLE = ("started_at", "finished_at")
 COSTS = ("duration_s", "s3_requests")
 
@@ -20,15 +22,12 @@ COSTS = ("duration_s", "s3_requests")
 @pytest.fixture
 def generated(s3, bucket, monkeypatch):
     """A generated registry history (pushes, overwrites, indexes, deletes, garbage collections) with
-    an incident of each kind the audit knows a key for, plus junk keys on and around range bounds."""
+    incidents (a malformed tag link, a lost layer link, a lost blob) and junk keys on and around range
+    bounds."""
     # S3's KeyMarker semantics (stock moto 5 skips a key after a marker that is not a key itself)
     monkeypatch.setattr(s3_models.S3Backend, "list_object_versions", moto_patches.list_object_versions)
     sim, _ = synthetic(1200, seed=11)
-    for op in sim.ops:
-        if op.body is None:
-            s3.delete_object(Bucket=bucket, Key=op.key)
-        else:
-            s3.put_object(Bucket=bucket, Key=op.key, Body=op.body)
+    replay(s3, bucket, sim.ops)
     layout = RegistryLayout("")
     keys = sorted(_keys(s3, bucket))
     # incidents (written before the first listing: the patched listing caches key names): a live
