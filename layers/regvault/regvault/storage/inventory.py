@@ -213,10 +213,11 @@ def walk(
     ``after`` and up to ``through`` (included) when given (one range of a sharded walk)."""
     inventory = Inventory(prefix, scratch)
     for page in lister.list_versions(prefix, page_size=page_size, after=after):
-        inside = [
-            r for r in page if (after is None or r.key > after) and (through is None or r.key <= through)
-        ]
-        inventory.add_page(inside)
+        if after is None and through is None:
+            inventory.add_page(page)  # one whole walk: no per-record test in the hottest loop
+        else:
+            lo, hi = after or "", through
+            inventory.add_page([r for r in page if r.key > lo and (hi is None or r.key <= hi)])
         if progress is not None:
             progress(inventory.pages, inventory.object_versions)
         if through is not None and page and page[-1].key > through:
