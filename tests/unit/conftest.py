@@ -4,6 +4,34 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
+STOCK_LIST_OBJECT_VERSIONS = None
+
+
+@pytest.fixture(autouse=True)
+def s3_key_marker_semantics(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ListObjectVersions as S3 answers it (the emulator's patched listing, with its cache of key names
+    dropped whenever a name comes or goes): stock moto 5 skips the first key after a KeyMarker that is
+    not a key itself, which a walk that jumps past an upload folder sends. A test that wants moto's own
+    listing asks for ``stock_moto_listing``."""
+    global STOCK_LIST_OBJECT_VERSIONS
+    from moto.s3 import models as s3_models
+    from moto.s3.utils import _VersionedKeyStore
+
+    from harness import moto_patches
+
+    if STOCK_LIST_OBJECT_VERSIONS is None:
+        STOCK_LIST_OBJECT_VERSIONS = s3_models.S3Backend.list_object_versions
+    monkeypatch.setattr(s3_models.S3Backend, "list_object_versions", moto_patches.list_object_versions)
+    for name, method in moto_patches.tracked_methods(_VersionedKeyStore).items():
+        monkeypatch.setattr(_VersionedKeyStore, name, method)
+
+
+@pytest.fixture
+def stock_moto_listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.s3 import models as s3_models
+
+    monkeypatch.setattr(s3_models.S3Backend, "list_object_versions", STOCK_LIST_OBJECT_VERSIONS)
+
 
 @pytest.fixture
 def s3() -> Iterator[Any]:

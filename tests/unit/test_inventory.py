@@ -17,6 +17,8 @@ def listing_backend(request, monkeypatch):
     """Run each walk test against moto's own listing and against the emulator's patched one."""
     if request.param == "patched-emulator":
         monkeypatch.setattr(s3_models.S3Backend, "list_object_versions", moto_patches.list_object_versions)
+    else:
+        request.getfixturevalue("stock_moto_listing")
     return request.param
 
 

@@ -14,6 +14,9 @@ ORIGINAL_LIST_OBJECTS = s3_models.S3Backend.list_objects
 ORIGINAL_LIST_VERSIONS = s3_models.S3Backend.list_object_versions
 ORIGINAL_LIST_OBJECTS_V2 = s3_models.S3Backend.list_objects_v2
 
+# moto as it ships: each test puts the patched listing in place itself
+pytestmark = pytest.mark.usefixtures("stock_moto_listing")
+
 
 def _track_names(monkeypatch):
     from moto.s3.utils import _VersionedKeyStore

@@ -75,6 +75,8 @@ class AuditRequest:
     workers: int = 8
     page_size: int = 1000
     shards: int = 1  # 1: one walk; 16 or 256: key ranges listed in parallel (RegistryLayout.shard_bounds)
+    # False: an upload folder's versions are not listed past a page (its live keys are); True: every version
+    upload_versions: bool = False
     manifest_cache: ManifestCache | None = None  # manifest versions read by an earlier audit
 
     def __post_init__(self) -> None:
@@ -101,6 +103,7 @@ def run_audit(
     store.check_bucket()
     posture = store.posture()
     listing = (lambda pages, versions: progress("listing object versions", versions, 0)) if progress else None
+    skip = None if request.upload_versions else layout.scratch_folder
     if request.shards > 1:
         bounds = layout.shard_bounds(request.shards)
         inventory = walk_shards(
@@ -111,10 +114,16 @@ def run_audit(
             page_size=request.page_size,
             progress=listing,
             scratch=layout.upload_group,
+            skip_scratch=skip,
         )
     else:
         inventory = walk(
-            store, layout.prefix, scratch=layout.upload_group, page_size=request.page_size, progress=listing
+            store,
+            layout.prefix,
+            scratch=layout.upload_group,
+            skip_scratch=skip,
+            page_size=request.page_size,
+            progress=listing,
         )
     if not len(inventory):
         raise layout.no_registry(store.bucket)
@@ -158,6 +167,8 @@ def run_audit(
         "blobs": sum(1 for h in model.blobs.values() if h.current is not None),
         "object_versions": inventory.object_versions,
         "delete_markers": inventory.delete_markers,
+        # upload folders whose versions were not listed (their live keys were): not in the counts above
+        "upload_folders_not_listed": inventory.scratch_folders_skipped,
         "s3_requests": store.requests.total - requests_before,
         "errors": sum(1 for f in findings if f.severity == ERROR),
         "warnings": sum(1 for f in findings if f.severity == WARNING),

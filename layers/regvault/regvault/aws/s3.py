@@ -74,6 +74,29 @@ class S3Store:
             else:
                 params.pop("VersionIdMarker", None)
 
+    def list_current(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[VersionRecord]]:
+        """Yield pages of ListObjectsV2 below ``prefix``: the keys a plain GET finds now (no delete-marked
+        key, no older version). Records say ``is_latest`` and carry no version id ("")."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
+        while True:
+            with self._errors("ListObjectsV2"):
+                response = self.client.list_objects_v2(**params)
+            yield [
+                VersionRecord(
+                    key=item["Key"],
+                    version_id="",
+                    last_modified=item["LastModified"],
+                    is_latest=True,
+                    is_delete_marker=False,
+                    size=int(item.get("Size", 0)),
+                    etag=str(item["ETag"]).strip('"') if item.get("ETag") else None,
+                )
+                for item in response.get("Contents", ())
+            ]
+            if not response.get("IsTruncated") or not response.get("NextContinuationToken"):
+                return
+            params["ContinuationToken"] = response["NextContinuationToken"]
+
     # --- objects ---------------------------------------------------------------------------
     def get_bytes(self, key: str, version_id: str | None = None, max_bytes: int | None = None) -> bytes:
         """Read one object (version). Refuses to read more than ``max_bytes`` into memory."""

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from regvault.cli.common import Subparsers, add_common_options, console, settings, store
 from regvault.cli.progress import StderrProgress
@@ -72,6 +72,14 @@ def add_parser(sub: Subparsers) -> None:
         "(1, the default), a few dozen more list requests, much less wall time on a large bucket",
     )
     audit.add_argument(
+        "--upload-versions",
+        action="store_true",
+        help="also list every version of the repositories' upload scratch (_uploads/: about three "
+        "quarters of a registry's versions, written and delete-marked by every push). By default a "
+        "folder whose versions run past a listing page is read current-only (its live keys, which "
+        "are all the stale-upload check needs) and the report says how many were not listed",
+    )
+    audit.add_argument(
         "--cache-dir",
         metavar="DIR",
         default=os.environ.get("REGVAULT_CACHE_DIR") or None,
@@ -96,6 +104,7 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
         workers=args.workers,
         page_size=args.page_size,
         shards=args.shards,
+        upload_versions=args.upload_versions,
     )
     with StderrProgress() as progress:
         report = audit_registry(
@@ -188,5 +197,10 @@ def _table(report: AuditReport, out: TextIO) -> None:
         f"audit {verdict}: {s['warnings']} warning(s), {s['infos']} info; {s['repositories']} repositories, "
         f"{s['tags']} tags ({s['deleted_tags']} deleted), {s['manifests']} manifests, {s['blobs']} blobs; "
         f"{s['object_versions']:,} object versions read with {s['s3_requests']} S3 requests "
-        f"in {s['duration_s']:.1f} s"
+        f"in {s['duration_s']:.1f} s" + _not_listed(s)
     )
+
+
+def _not_listed(summary: dict[str, Any]) -> str:
+    folders = summary.get("upload_folders_not_listed") or 0
+    return f" (versions of {folders} upload folder(s) not listed, their live keys were)" if folders else ""

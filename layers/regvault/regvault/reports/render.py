@@ -38,6 +38,12 @@ def to_markdown(report: AuditReport) -> str:
         f"| {s['warnings']} | {s['infos']} |",
         "",
     ]
+    if s.get("upload_folders_not_listed"):
+        lines += [
+            f"Upload scratch: the versions of {s['upload_folders_not_listed']} upload folder(s) were not "
+            "listed (their live keys were) and are not in the counts above.",
+            "",
+        ]
     if report.recovery_window_days is not None:
         lines += [
             f"Recovery window: noncurrent versions expire after {report.recovery_window_days} days.",

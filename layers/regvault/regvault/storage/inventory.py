@@ -108,6 +108,9 @@ class Inventory:
         self.object_versions = 0
         self.delete_markers = 0
         self.pages = 0
+        # scratch folders whose versions were not listed (their live keys were), and those live keys
+        self.scratch_folders_skipped = 0
+        self.live_scratch_keys = 0
 
     def _add_scratch(self, group: tuple[str, str], record: VersionRecord) -> None:
         if not record.is_latest:  # one latest record per key: it says whether the key is live
@@ -183,6 +186,8 @@ class Inventory:
         self.object_versions += other.object_versions
         self.delete_markers += other.delete_markers
         self.pages += other.pages
+        self.scratch_folders_skipped += other.scratch_folders_skipped
+        self.live_scratch_keys += other.live_scratch_keys
         return self
 
     def get(self, key: str) -> KeyHistory | None:
@@ -198,6 +203,12 @@ class Inventory:
 
 Progress = Callable[[int, int], None]  # (pages so far, versions so far) of one shard
 
+# Maps a key to the scratch folder it lies in (listed current-only by a walk that skips scratch), or None.
+ScratchFolder = Callable[[str], str | None]
+
+# After every key below a folder (a KeyMarker is exclusive; no key has a character above this one).
+_PAST = "\U0010ffff"
+
 
 def walk(
     lister: RegistryStore,
@@ -206,23 +217,55 @@ def walk(
     page_size: int = 1000,
     progress: Progress | None = None,
     scratch: ScratchGrouper | None = None,
+    skip_scratch: ScratchFolder | None = None,
     after: str | None = None,
     through: str | None = None,
 ) -> Inventory:
     """Walk every version below ``prefix`` with paginated ListObjectVersions calls; only the keys after
-    ``after`` and up to ``through`` (included) when given (one range of a sharded walk)."""
+    ``after`` and up to ``through`` (included) when given (one range of a sharded walk).
+
+    With ``skip_scratch``: when a page ends inside a scratch folder (an upload folder of the registry,
+    written and delete-marked by every push), the folder's versions are not listed on: its live keys
+    are listed instead (ListObjectsV2, one request for a few keys) and the walk goes on after it. The
+    folder's versions already on the page are dropped, so every scratch key is counted once."""
     inventory = Inventory(prefix, scratch)
-    for page in lister.list_versions(prefix, page_size=page_size, after=after):
-        if after is None and through is None:
-            inventory.add_page(page)  # one whole walk: no per-record test in the hottest loop
-        else:
-            lo, hi = after or "", through
-            inventory.add_page([r for r in page if r.key > lo and (hi is None or r.key <= hi)])
-        if progress is not None:
-            progress(inventory.pages, inventory.object_versions)
-        if through is not None and page and page[-1].key > through:
-            break  # the rest belongs to the next range
+    lo, hi = after or "", through
+    cursor = after
+    skipped: set[str] = set()
+    while True:
+        jump = None
+        for page in lister.list_versions(prefix, page_size=page_size, after=cursor):
+            if after is None and through is None:
+                records = page  # one whole walk: no per-record test in the hottest loop
+            else:
+                records = [r for r in page if r.key > lo and (hi is None or r.key <= hi)]
+            # a full page that ends inside a scratch folder (a last page has nothing left to skip)
+            full = len(page) >= page_size and bool(records)
+            folder = skip_scratch(records[-1].key) if skip_scratch is not None and full else None
+            if folder is not None and folder not in skipped:
+                skipped.add(folder)
+                inventory.add_page([r for r in records if not r.key.startswith(folder)])
+                _add_live(inventory, lister, folder, page_size, lo, hi)
+                jump = folder + _PAST
+            else:
+                inventory.add_page(records)
+            if progress is not None:
+                progress(inventory.pages, inventory.object_versions)
+            if jump is not None or (through is not None and page and page[-1].key > through):
+                break  # a jump past a scratch folder, or the rest belongs to the next range
+        if jump is None or (through is not None and jump > through):
+            break
+        cursor = jump
+    inventory.scratch_folders_skipped = len(skipped)
     return inventory.finalize()
+
+
+def _add_live(
+    inventory: Inventory, lister: RegistryStore, folder: str, page_size: int, lo: str, hi: str | None
+) -> None:
+    for page in lister.list_current(folder, page_size=page_size):
+        inventory.live_scratch_keys += len(page)
+        inventory.add_page([r for r in page if r.key > lo and (hi is None or r.key <= hi)])
 
 
 def walk_shards(
@@ -234,6 +277,7 @@ def walk_shards(
     page_size: int = 1000,
     progress: Progress | None = None,
     scratch: ScratchGrouper | None = None,
+    skip_scratch: ScratchFolder | None = None,
 ) -> Inventory:
     """Walk the key ranges ``bounds`` cut ``prefix`` into (``RegistryLayout.shard_bounds``) in parallel
     and merge them: the same inventory as one walk, in about 1/workers of the time for a big bucket."""
@@ -263,6 +307,7 @@ def walk_shards(
                 page_size=page_size,
                 progress=shard_progress(k),
                 scratch=scratch,
+                skip_scratch=skip_scratch,
                 after=a,
                 through=b,
             )

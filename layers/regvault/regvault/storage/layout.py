@@ -166,6 +166,20 @@ class RegistryLayout:
             return entity.repository, entity.upload_id
         return None
 
+    def scratch_folder(self, key: str) -> str | None:
+        """The ``repositories/<name>/_uploads/`` folder a key lies in, else None: a walk may list that
+        folder's live keys only instead of every version of it (``inventory.walk(skip_scratch=)``)."""
+        if not is_upload_scratch(key) or not key.startswith(self.repositories_prefix):
+            return None
+        parts = key[len(self.repositories_prefix) :].split("/")
+        section_at = next((i for i, part in enumerate(parts) if part in _REPO_SECTIONS), None)
+        if section_at is None or section_at == 0 or parts[section_at] != "_uploads":
+            return None
+        repository = "/".join(parts[:section_at])
+        if not is_valid_repository(repository):
+            return None
+        return f"{self.repositories_prefix}{repository}/_uploads/"
+
     def parse(self, key: str) -> Entity:
         rel = self.relative(key)
         if rel is None:
