@@ -25,7 +25,7 @@ from regvault.errors import InvalidInput
 from regvault.images.closure import Planner
 from regvault.images.manifest_cache import ManifestCache
 from regvault.images.sources import LinkReader, ManifestSource, is_live
-from regvault.storage.inventory import walk, walk_shards
+from regvault.storage.inventory import Inventory, walk, walk_shards
 from regvault.storage.layout import RegistryLayout
 from regvault.storage.model import RegistryModel
 from regvault.storage.store import BucketPosture, RegistryStore
@@ -95,6 +95,43 @@ class AuditRequest:
 Progress = Callable[[str, int, int], None]  # (phase, done, total or 0)
 
 
+def list_inventory(
+    store: RegistryStore,
+    layout: RegistryLayout,
+    request: AuditRequest,
+    progress: Progress | None = None,
+    *,
+    after: str | None = None,
+    through: str | None = None,
+) -> Inventory:
+    """The audit's listing: every version below the registry prefix (upload folders current-only unless
+    ``request.upload_versions``), in ``request.shards`` key ranges; or one key range (``after``,
+    ``through``], which is what one worker of a distributed audit lists."""
+    listing = (lambda pages, versions: progress("listing object versions", versions, 0)) if progress else None
+    skip = None if request.upload_versions else layout.scratch_folder
+    if after is not None or through is not None or request.shards == 1:
+        return walk(
+            store,
+            layout.prefix,
+            scratch=layout.upload_group,
+            skip_scratch=skip,
+            page_size=request.page_size,
+            progress=listing,
+            after=after,
+            through=through,
+        )
+    return walk_shards(
+        store,
+        layout.prefix,
+        layout.shard_bounds(request.shards),
+        workers=request.workers,
+        page_size=request.page_size,
+        progress=listing,
+        scratch=layout.upload_group,
+        skip_scratch=skip,
+    )
+
+
 def run_audit(
     store: RegistryStore, layout: RegistryLayout, request: AuditRequest, progress: Progress | None = None
 ) -> AuditReport:
@@ -102,29 +139,24 @@ def run_audit(
     requests_before = store.requests.total  # a warm Lambda reuses its store
     store.check_bucket()
     posture = store.posture()
-    listing = (lambda pages, versions: progress("listing object versions", versions, 0)) if progress else None
-    skip = None if request.upload_versions else layout.scratch_folder
-    if request.shards > 1:
-        bounds = layout.shard_bounds(request.shards)
-        inventory = walk_shards(
-            store,
-            layout.prefix,
-            bounds,
-            workers=request.workers,
-            page_size=request.page_size,
-            progress=listing,
-            scratch=layout.upload_group,
-            skip_scratch=skip,
-        )
-    else:
-        inventory = walk(
-            store,
-            layout.prefix,
-            scratch=layout.upload_group,
-            skip_scratch=skip,
-            page_size=request.page_size,
-            progress=listing,
-        )
+    inventory = list_inventory(store, layout, request, progress)
+    return audit_inventory(store, layout, inventory, posture, request, started, requests_before, progress)
+
+
+def audit_inventory(
+    store: RegistryStore,
+    layout: RegistryLayout,
+    inventory: Inventory,
+    posture: BucketPosture | None,
+    request: AuditRequest,
+    started: datetime,
+    requests_before: int,
+    progress: Progress | None = None,
+    *,
+    listed_elsewhere: int = 0,
+) -> AuditReport:
+    """Everything after the listing: the model, the manifests, the rules, the report. ``listed_elsewhere``:
+    S3 requests other processes made for this audit (a distributed audit's workers), counted in."""
     if not len(inventory):
         raise layout.no_registry(store.bucket)
     model = RegistryModel(inventory, layout)
@@ -169,7 +201,7 @@ def run_audit(
         "delete_markers": inventory.delete_markers,
         # upload folders whose versions were not listed (their live keys were): not in the counts above
         "upload_folders_not_listed": inventory.scratch_folders_skipped,
-        "s3_requests": store.requests.total - requests_before,
+        "s3_requests": store.requests.total - requests_before + listed_elsewhere,
         "errors": sum(1 for f in findings if f.severity == ERROR),
         "warnings": sum(1 for f in findings if f.severity == WARNING),
         "infos": sum(1 for f in findings if f.severity == "info"),

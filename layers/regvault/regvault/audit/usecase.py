@@ -56,3 +56,38 @@ def audit_registry(
     if cache is not None and loaded is not None:
         cache.save(loaded)
     return AuditOutcome(report, published, problem)
+
+
+def reduce_audit_run(
+    store: RegistryStore,
+    layout: RegistryLayout,
+    plan: dict[str, Any],
+    request: AuditRequest,
+    *,
+    parts: ObjectStore,
+    cache: ManifestCacheStore | None = None,
+    sink: ObjectStore | None = None,
+    alerts: Alerts | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> AuditOutcome:
+    """The last step of a distributed audit: merge the workers' parts (in ``parts``), then cache, rules,
+    publish and save exactly as ``audit_registry`` does."""
+    from regvault.audit.distributed import reduce_run
+
+    loaded = cache.load() if cache is not None else None
+    problem = loaded.problem if loaded is not None else None
+    if problem and warn is not None:
+        warn(problem)
+    report = reduce_run(
+        store,
+        layout,
+        plan.get("run"),  # type: ignore[arg-type]  # checked there
+        plan.get("shards"),  # type: ignore[arg-type]
+        plan.get("started_at"),  # type: ignore[arg-type]
+        replace(request, manifest_cache=loaded),
+        parts,
+    )
+    published = publish_report(report, sink, alerts) if sink is not None else None
+    if cache is not None and loaded is not None:
+        cache.save(loaded)
+    return AuditOutcome(report, published, problem)
