@@ -53,7 +53,7 @@ def test_a_missing_or_foreign_part_fails_the_reduce(generated, reports, s3):  # 
     with pytest.raises(Exception, match="shard-0003"):
         reduce_run(store, layout, "run-1", plan["shards"], plan["started_at"], REQUEST, reports)
     s3.put_object(Bucket="reports", Key=part_key("run-1", 3), Body=b"not gzip")
-    with pytest.raises(InvalidInput, match="shard-0003.json.gz is not an audit part regvault wrote"):
+    with pytest.raises(InvalidInput, match=r"shard-0003\.json\.gz is not an audit part regvault wrote"):
         reduce_run(store, layout, "run-1", plan["shards"], plan["started_at"], REQUEST, reports)
     # a part of another registry (another root) is refused too
     other = RegistryLayout("elsewhere")
