@@ -1,4 +1,6 @@
-"""AuditFunction: the scheduled integrity audit. Reports go to the reports bucket, alerts to SNS."""
+"""AuditFunction: the scheduled integrity audit, here or, for a registry the last audit found at or above
+DISTRIBUTED_AUDIT_THRESHOLD object versions, handed to the AuditStateMachine (functions/audit_map).
+Reports go to the reports bucket, alerts to SNS."""
 
 from functools import lru_cache
 from typing import Any
@@ -8,12 +10,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from regvault.audit.run import AuditRequest
-from regvault.audit.usecase import audit_registry
-from regvault.aws.clients import s3_client
+from regvault.audit.usecase import audit_registry, choose_mode
+from regvault.aws.clients import client, s3_client
 from regvault.aws.s3 import S3Store
-from regvault.aws.services import Notifier
+from regvault.aws.services import Notifier, StateMachine
 from regvault.lambda_edge.events import AuditEvent, AuditSettings
-from regvault.reports.scheduled import ReportsBucketCache
+from regvault.reports.scheduled import ReportsBucketCache, last_audit_size, summary_metrics
 from regvault.storage.layout import RegistryLayout
 
 logger = Logger()
@@ -36,6 +38,16 @@ def clients() -> tuple[S3Store, S3Store, Notifier | None]:
 def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     event = AuditEvent.from_event(raw_event)
     registry, reports, alerts = clients()
+    machine = SETTINGS.audit_state_machine_arn
+    last = last_audit_size(reports, SETTINGS.bucket, SETTINGS.root)
+    mode = choose_mode(last, SETTINGS.distributed_threshold, machine is not None)
+    if mode.distributed and machine is not None:
+        name = f"audit-{context.aws_request_id}"[:80]
+        execution = StateMachine(machine, client("stepfunctions")).start(name, event.model_dump())
+        logger.info(
+            "audit handed to the state machine", extra={"reason": mode.reason, "execution": execution}
+        )
+        return {"mode": "distributed", "reason": mode.reason, "execution": execution}
     outcome = audit_registry(
         registry,
         RegistryLayout(SETTINGS.root),
@@ -46,18 +58,8 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
         alerts=alerts,
         warn=logger.info,
     )
-    result = outcome.published
-    assert result is not None  # a sink was given
-    s = outcome.report.summary
-    for name, value, unit in (
-        ("FindingsError", s["errors"], MetricUnit.Count),
-        ("FindingsWarning", s["warnings"], MetricUnit.Count),
-        ("FindingsInfo", s["infos"], MetricUnit.Count),
-        ("ObjectVersionsScanned", s["object_versions"], MetricUnit.Count),
-        ("S3Requests", s["s3_requests"], MetricUnit.Count),
-        ("ManifestsFromCache", s["manifests_from_cache"], MetricUnit.Count),
-        ("AuditDuration", s["duration_s"], MetricUnit.Seconds),
-    ):
-        metrics.add_metric(name=name, unit=unit, value=value)
-    logger.info("audit finished", extra={"summary": s, "reports": result["reports"]})
-    return result
+    assert outcome.published is not None  # a sink was given
+    for name, value, unit in summary_metrics(outcome.report.summary):
+        metrics.add_metric(name=name, unit=MetricUnit[unit], value=value)
+    logger.info("audit finished", extra={"summary": outcome.report.summary, "mode": mode.reason})
+    return {"mode": "single", "reason": mode.reason, **outcome.published}

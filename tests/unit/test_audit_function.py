@@ -99,3 +99,71 @@ def test_bad_audit_events_are_one_line_errors(payload):
     with pytest.raises(InvalidInput) as info:
         AuditEvent.from_event(payload)
     assert "\n" not in str(info.value)
+
+
+# --- in this Lambda or as the state machine: chosen by the size the last audit listed ------------------
+
+
+@pytest.fixture
+def with_machine(s3, bucket, monkeypatch):
+    import boto3
+
+    s3.create_bucket(Bucket="reports")
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = sfn.create_state_machine(
+        name="regvault-audit",
+        definition='{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}',
+        roleArn=("arn:aws:iam::123456789012:role/r"),
+    )["stateMachineArn"]
+
+    def load(threshold):
+        env = {
+            "REGVAULT_BUCKET": bucket,
+            "REPORTS_BUCKET": "reports",
+            "AUDIT_STATE_MACHINE_ARN": machine,
+            "DISTRIBUTED_AUDIT_THRESHOLD": str(threshold),
+        }
+        return load_handler("audit", monkeypatch, env)
+
+    return load, sfn, machine
+
+
+def test_the_scheduled_audit_hands_a_large_registry_to_the_state_machine(with_machine, s3, bucket):
+    load, sfn, machine = with_machine
+    w = RegistryWriter(s3, bucket)
+    push_image(w, "team/app", "1.0", "a")
+    module = load(threshold=5)
+    # the first audit has nothing to go by: it runs here, and its report says how big the registry is
+    first = module.handler(sample_event("audit-scheduled.json"), CONTEXT)
+    assert first["mode"] == "single" and "no earlier report" in first["reason"]
+    assert first["summary"]["object_versions"] >= 5
+    # the next one hands over to the state machine, with the event's options as its input
+    second = module.handler({"deep": True, "sample": 0.5}, CONTEXT)
+    assert second["mode"] == "distributed" and "threshold 5)" in second["reason"]
+    executions = sfn.list_executions(stateMachineArn=machine)["executions"]
+    assert [e["executionArn"] for e in executions] == [second["execution"]]
+    started = sfn.describe_execution(executionArn=second["execution"])
+    assert json.loads(started["input"]) == {"deep": True, "sample": 0.5}
+    # a registry below the threshold stays here
+    small = load(threshold=10**9).handler(sample_event("audit-scheduled.json"), CONTEXT)
+    assert small["mode"] == "single" and "threshold 1,000,000,000" in small["reason"]
+    # threshold 0: always the state machine, even for a first audit
+    s3.delete_object(Bucket="reports", Key=f"audits/{bucket}/_/latest.json")
+    always = load(threshold=0).handler(sample_event("audit-scheduled.json"), LambdaContext("next-day"))
+    assert always["mode"] == "distributed"
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("AUDIT_SHARDS", "8", "AUDIT_SHARDS must be 16 or 256"),
+        ("DISTRIBUTED_AUDIT_THRESHOLD", "-1", "distributed_threshold"),
+        ("AUDIT_STATE_MACHINE_ARN", "not-an-arn", "audit_state_machine_arn"),
+    ],
+)
+def test_bad_distributed_settings_fail_at_cold_start(name, value, message):
+    from regvault.lambda_edge.events import AuditSettings
+
+    env = {"REGVAULT_BUCKET": "reg", "REPORTS_BUCKET": "reports", name: value}
+    with pytest.raises(InvalidInput, match=message):
+        AuditSettings.from_env(env)

@@ -35,7 +35,8 @@ def check_run(run: object) -> str:
 
 @dataclass(frozen=True)
 class ShardItem:
-    """One key range of the bucket: the keys after ``after`` up to and including ``through``."""
+    """One key range of the registry: the keys after ``after`` up to and including ``through``, both
+    relative to the registry's prefix (a plan stays small whatever the root directory's length)."""
 
     shard: int
     after: str | None
@@ -63,7 +64,7 @@ def plan_run(
     layout: RegistryLayout, run: str, shards: int = 256, now: datetime | None = None
 ) -> dict[str, Any]:
     """The state machine's plan: the run id, when it started, and one item per key range."""
-    bounds = layout.shard_bounds(shards)
+    bounds = [bound[len(layout.prefix) :] for bound in layout.shard_bounds(shards)]
     items = [
         ShardItem(k, a, b).as_dict()
         for k, (a, b) in enumerate(zip([None, *bounds], [*bounds, None], strict=True))
@@ -91,9 +92,8 @@ def audit_shard(
     """List one key range and write it to ``sink`` as a part; answer a small summary (the Map's result
     stays far below Step Functions' 256 KiB per state)."""
     before = store.requests.total
-    inventory = list_inventory(
-        store, layout, replace(request, shards=1), after=item.after, through=item.through
-    )
+    after, through = (None if b is None else layout.prefix + b for b in (item.after, item.through))
+    inventory = list_inventory(store, layout, replace(request, shards=1), after=after, through=through)
     requests = store.requests.total - before
     key = part_key(run, item.shard)
     sink.put_bytes(key, encode_part(inventory, requests), "application/gzip")

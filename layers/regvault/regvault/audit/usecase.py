@@ -58,6 +58,28 @@ def audit_registry(
     return AuditOutcome(report, published, problem)
 
 
+@dataclass(frozen=True)
+class AuditMode:
+    distributed: bool
+    reason: str
+
+
+def choose_mode(last_size: int | None, threshold: int, distributed_available: bool) -> AuditMode:
+    """In this Lambda, or as the AuditStateMachine: by the size the last audit listed (a registry grows
+    slowly; the first audit, with nothing to go by, runs here). ``threshold`` 0: always distributed."""
+    if not distributed_available:
+        return AuditMode(False, "no audit state machine configured")
+    if threshold == 0:
+        return AuditMode(True, "the threshold is 0: every audit is distributed")
+    if last_size is None:
+        return AuditMode(False, "no earlier report says how big the registry is")
+    if last_size >= threshold:
+        return AuditMode(
+            True, f"the last audit listed {last_size:,} object versions (threshold {threshold:,})"
+        )
+    return AuditMode(False, f"the last audit listed {last_size:,} object versions (threshold {threshold:,})")
+
+
 def reduce_audit_run(
     store: RegistryStore,
     layout: RegistryLayout,

@@ -59,11 +59,25 @@ class Settings(BaseModel):
 class AuditSettings(Settings):
     reports_bucket: str = Field(min_length=3, max_length=63)
     alert_topic_arn: str | None = None
+    # the distributed audit (AuditStateMachine) and when the scheduled audit hands over to it
+    audit_state_machine_arn: str | None = Field(default=None, pattern=r"^arn:[\w-]+:states:")
+    distributed_threshold: int = Field(default=5_000_000, ge=0)
+    audit_shards: int = 256
+
+    @field_validator("audit_shards")
+    @classmethod
+    def _shards(cls, value: int) -> int:
+        if value not in (16, 256):
+            raise ValueError("AUDIT_SHARDS must be 16 or 256")
+        return value
 
     ENV: ClassVar[dict[str, str]] = {
         **Settings.ENV,
         "reports_bucket": "REPORTS_BUCKET",
         "alert_topic_arn": "ALERT_TOPIC_ARN",
+        "audit_state_machine_arn": "AUDIT_STATE_MACHINE_ARN",
+        "distributed_threshold": "DISTRIBUTED_AUDIT_THRESHOLD",
+        "audit_shards": "AUDIT_SHARDS",
     }
 
 
@@ -87,6 +101,50 @@ class AuditEvent(BaseModel):
             options = {k: v for k, v in event.items() if k not in _ENVELOPE}
             return parse_event(cls, {**options, **(detail or {})})
         return parse_event(cls, event)
+
+
+class AuditOptionsEvent(BaseModel):
+    """The options a distributed audit carries from its input to its reduce step."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deep: StrictBool = False
+    sample: float = Field(default=1.0, gt=0.0, le=1.0)
+
+
+_RUN_ID = r"^[A-Za-z0-9_-]{1,80}$"
+
+
+class AuditPlanEvent(BaseModel):
+    """The AuditStateMachine's first state: ``{"step": "plan", "run": <execution name>, "options": {..}}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str = Field(pattern="^plan$")
+    run: str = Field(pattern=_RUN_ID)
+    options: AuditOptionsEvent = AuditOptionsEvent()
+
+
+class AuditShardEvent(BaseModel):
+    """One item of the Distributed Map: ``{"step": "shard", "run": .., "item": {shard, after, through}}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str = Field(pattern="^shard$")
+    run: str = Field(pattern=_RUN_ID)
+    item: dict[str, Any]
+
+
+class AuditReduceEvent(BaseModel):
+    """The last state: the plan's run, shard count, start time and options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str = Field(pattern="^reduce$")
+    run: str = Field(pattern=_RUN_ID)
+    shards: int = Field(ge=1, le=4096)
+    started_at: str = Field(min_length=1, max_length=40)
+    options: AuditOptionsEvent = AuditOptionsEvent()
 
 
 class RestoreSettings(Settings):

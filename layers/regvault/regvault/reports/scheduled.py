@@ -108,3 +108,27 @@ class ReportsBucketCache:
 
     def save(self, cache: ManifestCache) -> None:
         save_manifest_cache(self.store, self.key, cache)
+
+
+def last_audit_size(store: ObjectStore, bucket: str, root: str) -> int | None:
+    """How many object versions the last published audit of this registry listed; None when there is no
+    readable last report (the first audit, or a report that is not ours)."""
+    try:
+        data = store.get_bytes(f"{reports_prefix(bucket, root)}latest.json", max_bytes=64 * 1024 * 1024)
+        size = json.loads(data)["summary"]["object_versions"]
+    except (RegvaultError, ValueError, KeyError, TypeError):
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+
+
+def summary_metrics(summary: dict[str, Any]) -> list[tuple[str, float, str]]:
+    """(metric name, value, Powertools MetricUnit name) of one audit, as every audit Lambda emits them."""
+    return [
+        ("FindingsError", summary["errors"], "Count"),
+        ("FindingsWarning", summary["warnings"], "Count"),
+        ("FindingsInfo", summary["infos"], "Count"),
+        ("ObjectVersionsScanned", summary["object_versions"], "Count"),
+        ("S3Requests", summary["s3_requests"], "Count"),
+        ("ManifestsFromCache", summary["manifests_from_cache"], "Count"),
+        ("AuditDuration", summary["duration_s"], "Seconds"),
+    ]
