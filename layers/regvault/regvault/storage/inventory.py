@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from regvault.storage.store import RegistryStore, VersionRecord
 
@@ -111,6 +112,7 @@ class Inventory:
         # scratch folders whose versions were not listed (their live keys were), and those live keys
         self.scratch_folders_skipped = 0
         self.live_scratch_keys = 0
+        self._shared: dict[Any, Any] = {}
 
     def _add_scratch(self, group: tuple[str, str], record: VersionRecord) -> None:
         if not record.is_latest:  # one latest record per key: it says whether the key is live
@@ -145,13 +147,19 @@ class Inventory:
         history = self.keys.get(record.key)
         if history is None:
             history = self.keys[record.key] = KeyHistory(record.key)
+        # one object per distinct ETag and timestamp: a digest's links in many repositories share an
+        # ETag, and a push writes many keys within one second (memory grows with what is distinct)
+        shared = self._shared
+        etag = record.etag
+        if etag is not None:
+            etag = shared.setdefault(etag, etag)
         history.versions.append(
             ObjectVersion(
                 record.version_id,
-                record.last_modified,
+                shared.setdefault(record.last_modified, record.last_modified),
                 record.is_delete_marker,
                 record.size,
-                record.etag,
+                etag,
                 record.is_latest,
             )
         )
@@ -244,7 +252,11 @@ def walk(
             folder = skip_scratch(records[-1].key) if skip_scratch is not None and full else None
             if folder is not None and folder not in skipped:
                 skipped.add(folder)
-                inventory.add_page([r for r in records if not r.key.startswith(folder)])
+                kept = [r for r in records if not r.key.startswith(folder)]
+                inventory.add_page(kept)
+                # listed, then left to the live-key listing: counted as read, not kept
+                inventory.object_versions += len(records) - len(kept)
+                inventory.delete_markers += sum(1 for r in records[len(kept) :] if r.is_delete_marker)
                 _add_live(inventory, lister, folder, page_size, lo, hi)
                 jump = folder + _PAST
             else:

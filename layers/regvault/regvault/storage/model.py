@@ -7,7 +7,7 @@ and ``ls`` all read the registry through this view.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from regvault.storage.digest import Digest
 from regvault.storage.inventory import Inventory, KeyHistory, ObjectVersion, ScratchSummary
@@ -73,6 +73,7 @@ class RegistryModel:
         self.repositories: dict[str, RepositoryKeys] = {}
         self.blobs: dict[Digest, KeyHistory] = {}
         self.unknown: list[UnknownEntry] = []
+        self._digests: dict[Digest, Digest] = {}
         for history in inventory:
             self._index(history)
         self._index_scratch(inventory)
@@ -96,6 +97,11 @@ class RegistryModel:
 
     def _index(self, history: KeyHistory) -> None:
         entity = self.layout.parse(history.key)
+        digest = getattr(entity, "digest", None)
+        if digest is not None:  # one Digest per distinct digest: a layer is linked from many repositories
+            canonical = self._digests.setdefault(digest, digest)
+            if canonical is not digest:
+                entity = replace(entity, digest=canonical)  # type: ignore[arg-type,type-var]
         match entity:
             case BlobData(digest=d):
                 self.blobs[d] = history
