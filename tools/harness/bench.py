@@ -43,6 +43,7 @@ from regvault.storage.layout import BlobData, RegistryLayout, TagCurrentLink
 LAYOUT = RegistryLayout("")  # the benchmarks' registries live at the bucket's root
 
 BUCKET = "bench-registry"
+SHARDED = ["audit", "--format", "json", "--shards", "256"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LOG_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<target>\S+) HTTP/1\.[01]" (?P<status>\d{3})')
 
@@ -192,6 +193,7 @@ class Bench:
         self.results = Results()
         self.workloads: dict[int, Workload] = {}
         self.targets: dict[int, tuple[str, str, str] | None] = {}
+        self.versions: dict[int, int] = {}  # size asked -> object versions the registry holds
 
     def log(self, message: str) -> None:
         print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
@@ -218,7 +220,7 @@ class Bench:
         if not path.exists():
             self.log(f"generating a registry of {size:,} object versions")
             sim, workload = synthetic(size, seed=self.args.seed)
-            write_preload(path, BUCKET, sim.ops)
+            self.versions[size] = write_preload(path, BUCKET, sim.ops)
             self.workloads[size] = workload
             self.targets[size] = restore_target(sim.ops, workload.midpoint)
             del sim
@@ -249,10 +251,12 @@ class Bench:
             audit_argv = ["audit", "--format", "json", "--cache-dir", str(cache_dir)]
             audit = _regvault(audit_argv, env, self.workdir)  # cold: no cache yet, it is written
             warm = _regvault(audit_argv, env, self.workdir)  # the next (e.g. daily) audit
+            sharded = _regvault([*SHARDED, "--workers", str(self.args.workers)], env, self.workdir)
             summary = json.loads(audit.stdout)["summary"]
-            if json.loads(warm.stdout)["summary"]["errors"] != summary["errors"]:
-                raise RuntimeError("the audit with the manifest cache found something else than without")
-            versions = int(summary["object_versions"])
+            for other, what in ((warm, "with the manifest cache"), (sharded, "sharded")):
+                if json.loads(other.stdout)["summary"]["errors"] != summary["errors"]:
+                    raise RuntimeError(f"the audit {what} found something else than one walk")
+            versions = self.versions[size]  # what the registry holds (the audit lists fewer: no scratch)
             manifests = int(summary["manifests"])
             self.log(
                 f"  regvault audit: {audit.wall_s:.1f}s, {audit.total_requests} requests, "
@@ -276,6 +280,7 @@ class Bench:
                 )
             self._audit_rows("audit_vs_gc", size, audit, gc, versions, manifests)
             self._audit_rows("audit_warm_vs_gc", size, warm, gc, versions, manifests)
+            self._audit_rows("audit_sharded_vs_gc", size, sharded, gc, versions, manifests)
             lower = math.ceil(versions / 1000) + manifests
             self.results.add(
                 "audit_requests_vs_lower_bound",
@@ -293,14 +298,23 @@ class Bench:
             )
             if size <= self.args.latency_max_versions and self.args.latency_ms > 0:
                 self._with_latency(size, emulator, supervisor, versions, manifests, cache_dir)
+            elif size <= self.args.latency_regvault_max_versions and self.args.latency_ms > 0 and gc:
+                self._regvault_with_latency(size, emulator, gc, versions, manifests)
 
     def _audit_rows(
-        self, benchmark: str, size: int, audit: Run, gc: Run | None, versions: int, manifests: int
+        self,
+        benchmark: str,
+        size: int,
+        audit: Run,
+        gc: Run | None,
+        versions: int,
+        manifests: int,
+        projected: bool = False,
     ) -> None:
         r = self.results
         r.add(
             benchmark, "wall_s", size, audit.wall_s, gc.wall_s if gc else None,
-            versions=versions, manifests=manifests,
+            versions=versions, manifests=manifests, projected=projected,
         )  # fmt: skip
         r.add(
             benchmark, "s3_requests", size, audit.total_requests, gc.total_requests if gc else None,
@@ -328,6 +342,7 @@ class Bench:
             env = self.env_for(proxy.endpoint_url)
             audit = _regvault(["audit", "--format", "json"], env, self.workdir)
             warm = _regvault(["audit", "--format", "json", "--cache-dir", str(cache_dir)], env, self.workdir)
+            sharded = _regvault([*SHARDED, "--workers", str(self.args.workers)], env, self.workdir)
             proxy.take_counts()
             gc = measure(
                 [registry_binary(), "garbage-collect", "--dry-run", str(config)], RegistryServer.env()
@@ -339,8 +354,130 @@ class Bench:
             suffix = f"{self.args.latency_ms:g}ms"
             self._audit_rows(f"audit_vs_gc_{suffix}", size, audit, gc, versions, manifests)
             self._audit_rows(f"audit_warm_vs_gc_{suffix}", size, warm, gc, versions, manifests)
+            self._audit_rows(f"audit_sharded_vs_gc_{suffix}", size, sharded, gc, versions, manifests)
         finally:
             proxy.close()
+
+    def _regvault_with_latency(
+        self, size: int, emulator: S3Emulator, gc: Run, versions: int, manifests: int
+    ) -> None:
+        """regvault through the proxy at a size where GC through it would take hours: GC's wall time is
+        projected as its emulator time plus one delay per request (it sends them one at a time)."""
+        delay = self.args.latency_ms / 1000
+        proxy = LatencyProxy(emulator.endpoint_url, delay)
+        try:
+            env = self.env_for(proxy.endpoint_url)
+            audit = _regvault(["audit", "--format", "json"], env, self.workdir)
+            sharded = _regvault([*SHARDED, "--workers", str(self.args.workers)], env, self.workdir)
+        finally:
+            proxy.close()
+        projected = Run(gc.wall_s + gc.total_requests * delay, gc.peak_rss_mb, gc.cpu_s, gc.requests, 0)
+        suffix = f"{self.args.latency_ms:g}ms"
+        self.log(
+            f"  with {self.args.latency_ms:g} ms/request: audit {audit.wall_s:.1f}s, sharded "
+            f"{sharded.wall_s:.1f}s, gc projected {projected.wall_s:.0f}s"
+        )
+        self._audit_rows(f"audit_vs_gc_{suffix}", size, audit, projected, versions, manifests, projected=True)
+        self._audit_rows(
+            f"audit_sharded_vs_gc_{suffix}", size, sharded, projected, versions, manifests, projected=True
+        )
+        self.results.notes.append(
+            f"At {size:,} versions garbage-collect --dry-run did not run through the {suffix} proxy: "
+            f"its wall time there is projected as its emulator time ({gc.wall_s:.0f} s) + "
+            f"{gc.total_requests:,} requests x {suffix} sent one at a time = {projected.wall_s:.0f} s "
+            "(rows marked projected)."
+        )
+
+    # --- the audit on a simulated registry (no emulator): sizes no emulator holds -------------------
+
+    def simulate(self, size: int) -> None:
+        """A generated registry served from memory (harness.simstore) through the distributed audit's
+        pieces: each key range listed as a worker lists it, its part's size and peak memory measured
+        (tracemalloc), then the merge and the rules as the reduce step runs them."""
+        import gc as collector
+        import tracemalloc
+
+        from harness.simstore import SimulatedStore
+        from regvault.audit.distributed import ShardItem, plan_run
+        from regvault.audit.run import AuditRequest, audit_inventory, list_inventory
+        from regvault.storage.parts import encode_part
+
+        self.log(f"simulated audit at {size:,} versions: generating")
+        sim, _ = synthetic(size, seed=self.args.seed)
+        store = SimulatedStore(sim.ops)
+        del sim
+        collector.collect()
+        request = AuditRequest()
+        plan = plan_run(LAYOUT, "simulated", 256)
+        parts, shard_peaks, shard_cpu, part_bytes, shard_requests = [], [], [], [], []
+        started_cpu = time.process_time()
+        for raw in plan["items"]:
+            item = ShardItem.parse(raw)
+            after, through = (None if b is None else LAYOUT.prefix + b for b in (item.after, item.through))
+            tracemalloc.start()
+            cpu, before = time.process_time(), store.requests.total
+            part = list_inventory(store, LAYOUT, request, after=after, through=through)
+            shard_cpu.append(time.process_time() - cpu)
+            shard_requests.append(store.requests.total - before)
+            part_bytes.append(len(encode_part(part)))
+            shard_peaks.append(tracemalloc.get_traced_memory()[1] / 2**20)
+            tracemalloc.stop()
+            parts.append(part)
+        listing_requests = store.requests.total
+        self.log(f"  {len(parts)} ranges listed: {listing_requests:,} requests; merging and auditing")
+        tracemalloc.start()
+        cpu = time.process_time()
+        merged = parts[0]
+        for part in parts[1:]:
+            merged.merge(part)
+        del parts
+        report = audit_inventory(store, LAYOUT, merged, store.posture(), request, datetime.now(UTC), 0)
+        merge_cpu = time.process_time() - cpu
+        merge_peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        total_cpu = time.process_time() - started_cpu
+        requests = store.requests.total
+        delay = self.args.latency_ms / 1000
+        workers = self.args.workers
+        # one Lambda: ranges listed by --workers threads, then manifests read by as many
+        one_lambda = requests * delay / workers + total_cpu
+        # Distributed Map: the slowest range alone, then the reduce's reads and rules
+        slowest = max(c + n * delay for c, n in zip(shard_cpu, shard_requests, strict=True))
+        reduce_requests = requests - listing_requests
+        distributed = slowest + reduce_requests * delay / workers + merge_cpu
+        r = self.results
+        extra: dict[str, Any] = {"ranges": len(shard_peaks), "object_versions": store.object_versions}
+        r.add(
+            "audit_simulated",
+            "cpu_us_per_version",
+            size,
+            total_cpu / store.object_versions * 1e6,
+            None,
+            **extra,
+        )
+        r.add("audit_simulated", "s3_requests", size, requests, None, listing=listing_requests, **extra)
+        r.add("audit_simulated", "peak_mb_largest_range", size, max(shard_peaks), None, **extra)
+        r.add("audit_simulated", "part_mb_largest", size, max(part_bytes) / 2**20, None, **extra)
+        r.add("audit_simulated", "part_mb_total", size, sum(part_bytes) / 2**20, None, **extra)
+        r.add("audit_simulated", "peak_mb_merge_and_rules", size, merge_peak, None, **extra)
+        r.add(
+            "audit_simulated",
+            f"projected_wall_s_one_lambda_{self.args.latency_ms:g}ms",
+            size,
+            one_lambda,
+            None,
+        )
+        r.add(
+            "audit_simulated",
+            f"projected_wall_s_distributed_{self.args.latency_ms:g}ms",
+            size,
+            distributed,
+            None,
+        )
+        self.log(
+            f"  {store.object_versions:,} versions: cpu {total_cpu:.0f}s, {requests:,} requests, range peak "
+            f"{max(shard_peaks):.0f} MB, merge peak {merge_peak:.0f} MB, errors {report.summary['errors']}"
+        )
 
     # --- deep verify vs hashlib ---------------------------------------------------------------------
 
@@ -533,6 +670,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--latency-max-versions", type=int, default=100000, help="largest size run through it"
     )
     parser.add_argument(
+        "--latency-regvault-max-versions",
+        type=int,
+        default=1000000,
+        help="largest size regvault runs through the proxy at (GC's time there projected)",
+    )
+    parser.add_argument(
+        "--simulate-sizes",
+        default="1000000,10000000",
+        help="sizes of the simulated audit (harness.simstore: no emulator, no network)",
+    )
+    parser.add_argument(
         "--restore-sizes", default="10000,100000", help="sizes the restore comparison runs at"
     )
     parser.add_argument("--deep-blobs", type=int, default=16)
@@ -546,8 +694,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.sizes, args.restore_sizes = "600", "600"
         args.latency_ms, args.latency_max_versions = 2.0, 600
         args.deep_blobs, args.deep_blob_mib = 2, 1
+        args.simulate_sizes, args.latency_regvault_max_versions = "2000", 0
     args.size_list = [int(s) for s in str(args.sizes).split(",") if s]
     args.restore_list = [int(s) for s in str(args.restore_sizes).split(",") if s]
+    args.simulate_list = [int(s) for s in str(args.simulate_sizes).split(",") if s]
     return args
 
 
@@ -561,6 +711,8 @@ def main(argv: list[str] | None = None) -> int:
         for size in args.restore_list:
             bench.restore_vs_pit(size)
         bench.deep_vs_hashlib()
+        for size in args.simulate_list:
+            bench.simulate(size)
         bench.write(started)
     finally:
         shutil.rmtree(bench.workdir, ignore_errors=True)
