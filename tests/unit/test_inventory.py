@@ -201,3 +201,43 @@ def test_folded_shards_merge(s3, bucket, s3_key_markers):
     layout = RegistryLayout("")
     merged = walk_shards(store, layout.prefix, [layout.repository_prefix("b")], scratch=layout.upload_group)
     assert set(merged.scratch) == {("a", "u1"), ("b", "u1")} and len(merged) == 2
+
+
+def test_a_walk_that_skips_upload_folders_keeps_everything_else_also_with_nested_repositories(s3, bucket):
+    """Repository names nest (``app`` and ``app/sub``; ``app/0x`` sorts before ``app/_layers``): a walk
+    that jumps past each upload folder holds every other key with every version, and the live uploads."""
+    layout = RegistryLayout("")
+    w = RegistryWriter(s3, bucket)
+    for repo in ("app", "app/0x", "app/sub", "zed"):
+        for i in range(3):
+            w.put(TagCurrentLink(repo, f"t{i}"), digest_of(f"{repo}{i}").link_body())
+        for u in range(12):  # finished uploads: every key delete-marked
+            for name in ("data", "startedat", "hashstates/sha256/0"):
+                key = f"{layout.repository_prefix(repo)}_uploads/u{u:02d}/{name}"
+                s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+                s3.delete_object(Bucket=bucket, Key=key)
+        s3.put_object(Bucket=bucket, Key=f"{layout.repository_prefix(repo)}_uploads/live/data", Body=b"y")
+    s3.put_object(Bucket=bucket, Key=f"{layout.repository_prefix('app')}_junk", Body=b"?")
+    store = S3Store(bucket, s3)
+    full = walk(store, layout.prefix, page_size=10, scratch=layout.upload_group)
+    lean = walk(
+        store, layout.prefix, page_size=10, scratch=layout.upload_group, skip_scratch=layout.scratch_folder
+    )
+    assert _snapshot(lean) == _snapshot(full)  # every non-scratch key, every version
+    assert (
+        set(lean.scratch) == set(full.scratch) == {(r, "live") for r in ("app", "app/0x", "app/sub", "zed")}
+    )
+    assert lean.scratch_folders_skipped >= 3 and full.scratch_folders_skipped == 0
+    # the folders' versions were mostly not listed
+    assert lean.object_versions < full.object_versions * 0.7
+    # the same with key ranges that cut between the nested repositories
+    bounds = [layout.repository_prefix("app/0x"), layout.repository_prefix("app/sub")]
+    ranged = walk_shards(
+        store,
+        layout.prefix,
+        bounds,
+        page_size=10,
+        scratch=layout.upload_group,
+        skip_scratch=layout.scratch_folder,
+    )
+    assert _snapshot(ranged) == _snapshot(full) and set(ranged.scratch) == set(full.scratch)
