@@ -136,6 +136,12 @@ class SimulatedStore:
     def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
         raise AssertionError("the audit never writes to the registry bucket")
 
+    def put_if_absent(self, key: str, body: bytes, content_type: str) -> bool:
+        raise AssertionError("the audit never writes to the registry bucket")
+
+    def add_delete_marker(self, key: str) -> str:
+        raise AssertionError("the audit never writes to the registry bucket")
+
     def stream_sha256(self, key: str, version_id: str | None = None, chunk_size: int = 0) -> tuple[str, int]:
         raise AssertionError("the simulation does not keep layer bytes: no --deep")
 

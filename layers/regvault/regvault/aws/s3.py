@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from regvault.aws.clients import RequestCounter
-from regvault.aws.errors import BodyCutShort, s3_errors, unless_missing
+from regvault.aws.errors import BodyCutShort, s3_errors, translate, unless_missing
 from regvault.aws.listing import records
 from regvault.errors import AccessDenied, InvalidInput, ObjectTooLarge
 from regvault.storage.store import DEFAULT_PAGE_SIZE, BucketPosture, VersionRecord
@@ -171,6 +171,28 @@ class S3Store:
                 )
             else:
                 self.client.copy_object(Bucket=self.bucket, Key=key, CopySource=source)
+
+    def put_if_absent(self, key: str, body: bytes, content_type: str) -> bool:
+        """Write ``key`` only when it has no current version (S3's conditional ``If-None-Match: *``);
+        False when one exists. The lease of regvault's writers is taken this way."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412"):
+                return False
+            raise translate(exc, self.bucket, "PutObject", key) from None
+        return True
+
+    def add_delete_marker(self, key: str) -> str:
+        """DeleteObject without a version id: a delete marker on top, every version kept. Returns the
+        marker's version id. (regvault never sends DeleteObject with a version id.)"""
+        with self._errors("DeleteObject", key):
+            response = self.client.delete_object(Bucket=self.bucket, Key=key)
+        return str(response.get("VersionId") or "null")
 
     def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
         """Write one object (reports bucket only; regvault never writes the registry bucket here)."""

@@ -107,6 +107,19 @@ class RegistryLayout:
         """The scratch folder of one upload session (what the registry writes before a blob is committed)."""
         return f"{self.repository_prefix(repository)}_uploads/{upload_id}/"
 
+    # --- regvault's own objects beside the registry (never under docker/: the registry ignores them) --
+    @property
+    def regvault_prefix(self) -> str:
+        return f"{self.root}/regvault/" if self.root else "regvault/"
+
+    @property
+    def lease_key(self) -> str:
+        """The lease regvault's writers (gc, gc --undo) take so that they never run at the same time."""
+        return f"{self.regvault_prefix}lease.json"
+
+    def gc_run_key(self, run_id: str) -> str:
+        return f"{self.regvault_prefix}gc-runs/{run_id}.json"
+
     def no_registry(self, bucket: str, repository: str | None = None) -> NoRegistryFound:
         """The error for a walk that found nothing: the one place its wording lives."""
         if repository is not None:

@@ -1,0 +1,160 @@
+"""Apply a GC plan online, and undo it.
+
+Under the lease, the run record is written first (so a run that dies half-way still says what it did),
+then a delete marker per item — links first, so the registry stops listing a manifest before its blob
+goes, then manifests, then blobs. The registry keeps serving: afterwards the bucket is marked again, and
+any swept object that something written meanwhile needs (a push that mounted a swept layer, a tag moved
+onto an untagged manifest) is copied forward at once, if its key still ends in our marker. The undo
+copies every swept version forward whose key still ends in the marker this run wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from regvault.errors import InvalidInput, ObjectMissing
+from regvault.garbage.lease import release_lease, take_lease
+from regvault.garbage.mark import Marked
+from regvault.garbage.plan import BLOB, MANIFEST, GcPlan
+from regvault.storage.layout import RegistryLayout
+from regvault.storage.store import RegistryStore
+
+ORDER = {"tag-index-link": 0, "revision-link": 1, MANIFEST: 2, BLOB: 3}
+MAX_REMARKS = 4  # an index, its children, their blobs: each round brings back one level
+
+
+@dataclass
+class GcRun:
+    run_id: str
+    started_at: str
+    options: dict[str, Any]
+    swept: list[dict[str, Any]] = field(default_factory=list)  # sweep + "marker"
+    resurrected: list[str] = field(default_factory=list)  # keys copied forward after a racing write
+    status: str = "sweeping"
+    undone: list[str] = field(default_factory=list)
+
+    def dumps(self) -> bytes:
+        return json.dumps(self.__dict__, indent=1).encode()
+
+    @classmethod
+    def loads(cls, body: bytes, where: str) -> GcRun:
+        try:
+            doc = json.loads(body)
+            return cls(**{k: doc[k] for k in cls.__dataclass_fields__})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"{where} is not a gc run record: {exc}") from None
+
+
+def needed_again(item: dict[str, Any], marked: Marked) -> bool:
+    """Whether a fresh mark needs a swept item (something written since the sweep uses it)."""
+    digest = item["digest"]
+    if item["kind"] in (BLOB, MANIFEST):
+        return any(str(d) == digest for d in marked.blobs)
+    return any(str(d) == digest for repo in item["repositories"] for d in marked.manifests.get(repo, ()))
+
+
+def apply_gc(
+    store: RegistryStore,
+    layout: RegistryLayout,
+    plan: GcPlan,
+    run_id: str,
+    options: dict[str, Any],
+    remark: Callable[[], Marked],
+    now: datetime | None = None,
+) -> GcRun:
+    """Sweep ``plan`` under the lease; ``remark`` marks the bucket again after the sweep."""
+    now = now or datetime.now(UTC)
+    lease = take_lease(store, layout, run_id, "gc", now)
+    run = GcRun(run_id, now.isoformat(), options)
+    key = layout.gc_run_key(run_id)
+    try:
+        store.put_bytes(key, run.dumps(), "application/json")
+        for sweep in sorted(plan.sweeps, key=lambda s: (ORDER[s.kind], s.key)):
+            marker = store.add_delete_marker(sweep.key)
+            run.swept.append({**sweep.as_dict(), "marker": marker})
+            if len(run.swept) % 500 == 0:
+                store.put_bytes(key, run.dumps(), "application/json")
+        # mark again until nothing more comes back: a manifest copied back names the blobs it needs
+        for _ in range(MAX_REMARKS):
+            marked = remark()
+            back = [
+                item
+                for item in run.swept
+                if item["key"] not in run.resurrected
+                and needed_again(item, marked)
+                and store.latest_version_id(item["key"]) == item["marker"]
+            ]
+            for item in back:
+                store.copy_version(item["key"], item["key"], item["version_id"], item["size"])
+                run.resurrected.append(item["key"])
+            if not back:
+                break
+        run.status = "done"
+        store.put_bytes(key, run.dumps(), "application/json")
+    finally:
+        release_lease(store, layout, lease)
+    return run
+
+
+def read_run(store: RegistryStore, layout: RegistryLayout, run_id: str) -> GcRun:
+    key = layout.gc_run_key(check_run_id(run_id))
+    try:
+        body = store.get_bytes(key, max_bytes=256 * 1024 * 1024)
+    except ObjectMissing:
+        raise InvalidInput(
+            f"no gc run {run_id!r} in s3://{store.bucket}/{key} (check --bucket and --root)"
+        ) from None
+    return GcRun.loads(body, f"s3://{store.bucket}/{key}")
+
+
+def plan_undo(store: RegistryStore, run: GcRun) -> list[tuple[dict[str, Any], str]]:
+    """Each swept item with what the undo does: "restore" (its key still ends in this run's marker),
+    "restored" (copied forward already) or "changed" (written since: left alone)."""
+    out = []
+    for item in run.swept:
+        latest = store.latest_version_id(item["key"])
+        if item["key"] in run.resurrected or item["key"] in run.undone:
+            out.append((item, "restored"))
+        elif latest == item["marker"]:
+            out.append((item, "restore"))
+        else:
+            out.append((item, "changed"))
+    return out
+
+
+def apply_undo(
+    store: RegistryStore, layout: RegistryLayout, run: GcRun, now: datetime | None = None
+) -> list[str]:
+    now = now or datetime.now(UTC)
+    lease = take_lease(store, layout, run.run_id, "gc-undo", now)
+    copied: list[str] = []
+    try:
+        # blobs first, links last: an image is whole again before the registry lists it
+        for item, action in sorted(plan_undo(store, run), key=lambda p: -ORDER[p[0]["kind"]]):
+            if action == "restore":
+                store.copy_version(item["key"], item["key"], item["version_id"], item["size"])
+                copied.append(item["key"])
+        run.undone += copied
+        run.status = "undone"
+        store.put_bytes(layout.gc_run_key(run.run_id), run.dumps(), "application/json")
+    finally:
+        release_lease(store, layout, lease)
+    return copied
+
+
+def check_run_id(run_id: str) -> str:
+    import re
+
+    if not re.fullmatch(r"gc-\d{8}T\d{6}Z-[0-9a-f]{6}", run_id or ""):
+        raise InvalidInput(f"gc run ids look like gc-20261130T074500Z-1a2b3c, got {str(run_id)[:80]!r}")
+    return run_id
+
+
+def new_run_id(now: datetime) -> str:
+    import secrets
+
+    return f"gc-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"

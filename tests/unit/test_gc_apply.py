@@ -1,0 +1,135 @@
+"""The GC applied: delete markers only, a run record, the lease, racing writes copied back, and undo."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from regvault.audit.run import AuditRequest, run_audit
+from regvault.garbage.apply import apply_gc, read_run
+from regvault.garbage.lease import Lease, LeaseHeld, break_stale, take_lease
+from regvault.garbage.usecase import GcRequest, collect_garbage, plan_gc, undo_garbage
+from regvault.storage.layout import RevisionLink, TagCurrentLink, TagIndexLink
+
+from .builders import RegistryWriter
+from .test_gc_plan import LATER, registry  # noqa: F401  (the fixture)
+
+REQUEST = GcRequest(delete_untagged=True, now=LATER)
+
+
+def _versions(s3, bucket):
+    out = {}
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for v in page.get("Versions", []):
+            out.setdefault(v["Key"], []).append(("data", v["VersionId"], v["IsLatest"]))
+        for m in page.get("DeleteMarkers", []):
+            out.setdefault(m["Key"], []).append(("marker", m["VersionId"], m["IsLatest"]))
+    return out
+
+
+def _latest(versions, key):
+    return next(kind for kind, _, latest in versions[key] if latest)
+
+
+def _errors(store, layout):
+    report = run_audit(store, layout, AuditRequest(grace=timedelta(0)))
+    return sorted((f.code, f.key or f.digest) for f in report.findings if f.severity == "error")
+
+
+def test_apply_writes_delete_markers_only_keeps_a_run_record_and_undo_brings_everything_back(
+    registry, s3, bucket
+):
+    store, layout, d = registry
+    deletes = []
+    s3.meta.events.register(
+        "before-parameter-build.s3.DeleteObject", lambda params, **_: deletes.append(dict(params))
+    )
+    before = _versions(s3, bucket)
+    errors_before = _errors(store, layout)
+    result = collect_garbage(store, layout, REQUEST, apply=True)
+    assert result.applied and result.run_id and result.resurrected == []
+    after = _versions(s3, bucket)
+    swept = {s.key for s in result.plan.sweeps}
+    assert len(swept) == 5  # the overwritten image's manifest, config and two links; the orphan
+    for key in swept:
+        assert _latest(after, key) == "marker"
+        # every version the key had is still there, under one new delete marker
+        assert set(before[key]) - {(k, v, True) for k, v, _ in before[key]} <= set(after[key])
+        assert len(after[key]) == len(before[key]) + 1
+    # DeleteObject without a version id, and only on swept keys and the lease
+    assert all("VersionId" not in p for p in deletes)
+    assert {p["Key"] for p in deletes} == swept | {layout.lease_key}
+    # the GC broke nothing: the audit finds the errors it found before, no more
+    assert _errors(store, layout) == errors_before
+    run = read_run(store, layout, result.run_id)
+    assert run.status == "done" and {i["key"] for i in run.swept} == swept
+    # undo: a plan first (writes nothing), then every swept version copied forward
+    planned = undo_garbage(store, layout, result.run_id, apply=False)
+    assert planned["summary"] == {"restore": 5, "restored": 0, "changed": 0}
+    assert _versions(s3, bucket) == after
+    undone = undo_garbage(store, layout, result.run_id, apply=True)
+    assert sorted(undone["restored"]) == sorted(swept)
+    final = _versions(s3, bucket)
+    for key in swept:
+        assert _latest(final, key) == "data"
+    # the next gc finds the same garbage again: nothing was lost
+    again = plan_gc(store, layout, REQUEST).plan
+    assert {s.key for s in again.sweeps} == swept
+    assert undo_garbage(store, layout, result.run_id, apply=False)["summary"]["restored"] == 5
+
+
+def test_a_racing_write_that_needs_a_swept_object_gets_it_back(registry, s3, bucket):  # noqa: F811
+    store, layout, d = registry
+    outcome = plan_gc(store, layout, REQUEST)
+    w = RegistryWriter(s3, bucket)
+
+    def remark():
+        # while the GC swept, a push tagged the overwritten image again (the registry rewrites its links)
+        for entity in (
+            RevisionLink("app", d["old"]),
+            TagIndexLink("app", "again", d["old"]),
+            TagCurrentLink("app", "again"),
+        ):
+            w.put(entity, d["old"].link_body())
+        return plan_gc(
+            store, layout, GcRequest(delete_untagged=True, now=datetime.now(UTC) + timedelta(hours=3))
+        ).marked
+
+    run = apply_gc(store, layout, outcome.plan, "gc-20261130T000000Z-abcdef", {}, remark)
+    manifest_key = layout.key(__import__("regvault.storage.layout", fromlist=["BlobData"]).BlobData(d["old"]))
+    # the manifest blob and its config came back; the links the push rewrote were left alone
+    assert manifest_key in run.resurrected
+    assert layout.key(RevisionLink("app", d["old"])) not in run.resurrected
+    report = run_audit(store, layout, AuditRequest(grace=timedelta(0)))
+    again = next(t for t in report.tags if t.repository == "app" and t.tag == "again")
+    assert not [f for f in report.findings if f.tag == "again" and f.severity == "error"], again
+
+
+def test_one_writer_at_a_time_and_a_stale_lease_is_reported_not_taken(registry, s3, bucket):  # noqa: F811
+    store, layout, _ = registry
+    now = datetime.now(UTC)
+    held = take_lease(store, layout, "gc-20261130T000000Z-aaaaaa", "gc", now)
+    before = _versions(s3, bucket)
+    with pytest.raises(LeaseHeld, match="holds the lease until"):
+        collect_garbage(store, layout, REQUEST, apply=True)
+    assert _versions(s3, bucket) == before  # nothing written
+    with pytest.raises(LeaseHeld, match="live lease"):
+        break_stale(store, layout, now)
+    # an hour past its expiry: reported as stale, still not taken
+    later = held.expires + timedelta(hours=1)
+    with pytest.raises(LeaseHeld, match="stale lease of gc run gc-20261130T000000Z-aaaaaa"):
+        take_lease(store, layout, "gc-20261130T010000Z-bbbbbb", "gc", later)
+    assert break_stale(store, layout, later) == Lease(held.holder, "gc", held.expires)
+    assert take_lease(store, layout, "gc-20261130T010000Z-bbbbbb", "gc", later).holder.endswith("bbbbbb")
+
+
+@pytest.mark.parametrize("run_id", ["", "gc-1", "../x", "gc-20261130T000000Z-ABCDEF"])
+def test_bad_run_ids_are_refused(registry, run_id):  # noqa: F811
+    store, layout, _ = registry
+    with pytest.raises(Exception, match="gc run ids look like"):
+        undo_garbage(store, layout, run_id, apply=False)
+
+
+def test_an_unknown_run_is_a_clear_error(registry):  # noqa: F811
+    store, layout, _ = registry
+    with pytest.raises(Exception, match="no gc run 'gc-20261130T000000Z-abcdef'"):
+        undo_garbage(store, layout, "gc-20261130T000000Z-abcdef", apply=False)
