@@ -10,8 +10,11 @@ from regvault.garbage.lease import Lease, LeaseHeld, break_stale, take_lease
 from regvault.garbage.usecase import GcRequest, collect_garbage, plan_gc, undo_garbage
 from regvault.storage.layout import RevisionLink, TagCurrentLink, TagIndexLink
 
+from . import test_gc_plan
 from .builders import RegistryWriter
-from .test_gc_plan import LATER, registry  # noqa: F401  (the fixture)
+from .test_gc_plan import LATER
+
+registry = test_gc_plan.registry  # the fixture
 
 REQUEST = GcRequest(delete_untagged=True, now=LATER)
 
@@ -38,7 +41,7 @@ def _errors(store, layout):
 def test_apply_writes_delete_markers_only_keeps_a_run_record_and_undo_brings_everything_back(
     registry, s3, bucket
 ):
-    store, layout, d = registry
+    store, layout, _ = registry
     deletes = []
     s3.meta.events.register(
         "before-parameter-build.s3.DeleteObject", lambda params, **_: deletes.append(dict(params))
@@ -77,7 +80,7 @@ def test_apply_writes_delete_markers_only_keeps_a_run_record_and_undo_brings_eve
     assert undo_garbage(store, layout, result.run_id, apply=False)["summary"]["restored"] == 5
 
 
-def test_a_racing_write_that_needs_a_swept_object_gets_it_back(registry, s3, bucket):  # noqa: F811
+def test_a_racing_write_that_needs_a_swept_object_gets_it_back(registry, s3, bucket):
     store, layout, d = registry
     outcome = plan_gc(store, layout, REQUEST)
     w = RegistryWriter(s3, bucket)
@@ -104,7 +107,7 @@ def test_a_racing_write_that_needs_a_swept_object_gets_it_back(registry, s3, buc
     assert not [f for f in report.findings if f.tag == "again" and f.severity == "error"], again
 
 
-def test_one_writer_at_a_time_and_a_stale_lease_is_reported_not_taken(registry, s3, bucket):  # noqa: F811
+def test_one_writer_at_a_time_and_a_stale_lease_is_reported_not_taken(registry, s3, bucket):
     store, layout, _ = registry
     now = datetime.now(UTC)
     held = take_lease(store, layout, "gc-20261130T000000Z-aaaaaa", "gc", now)
@@ -123,13 +126,13 @@ def test_one_writer_at_a_time_and_a_stale_lease_is_reported_not_taken(registry, 
 
 
 @pytest.mark.parametrize("run_id", ["", "gc-1", "../x", "gc-20261130T000000Z-ABCDEF"])
-def test_bad_run_ids_are_refused(registry, run_id):  # noqa: F811
+def test_bad_run_ids_are_refused(registry, run_id):
     store, layout, _ = registry
     with pytest.raises(Exception, match="gc run ids look like"):
         undo_garbage(store, layout, run_id, apply=False)
 
 
-def test_an_unknown_run_is_a_clear_error(registry):  # noqa: F811
+def test_an_unknown_run_is_a_clear_error(registry):
     store, layout, _ = registry
     with pytest.raises(Exception, match="no gc run 'gc-20261130T000000Z-abcdef'"):
         undo_garbage(store, layout, "gc-20261130T000000Z-abcdef", apply=False)
