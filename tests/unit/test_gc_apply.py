@@ -1,5 +1,6 @@
 """The GC applied: delete markers only, a run record, the lease, racing writes copied back, and undo."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -136,3 +137,32 @@ def test_an_unknown_run_is_a_clear_error(registry):
     store, layout, _ = registry
     with pytest.raises(Exception, match="no gc run 'gc-20261130T000000Z-abcdef'"):
         undo_garbage(store, layout, "gc-20261130T000000Z-abcdef", apply=False)
+
+
+def test_the_gc_command_plans_applies_and_undoes(registry, capsys):
+    from regvault.cli.main import main
+
+    base = ["--bucket", "reg", "--grace-hours", "0"]
+    # a plan: the table names the repositories, and nothing is written
+    assert main(["gc", "--delete-untagged", *base]) == 0
+    out = capsys.readouterr().out
+    assert "plan only: would sweep 2 blob(s), 1 manifest(s), 2 link(s)" in out and "app" in out
+    # the sweep, as JSON: the documented fields
+    assert main(["gc", "--delete-untagged", "--apply", "--format", "json", *base]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["applied"] is True and doc["run_id"].startswith("gc-")
+    assert set(doc) >= {"run_id", "applied", "summary", "repositories", "objects"}
+    assert {"blobs", "manifests", "links", "bytes"} <= set(doc["summary"])
+    assert all({"key", "version_id"} <= set(o) for o in doc["objects"])
+    # nothing left to sweep; the undo plan, then the undo
+    assert main(["gc", "--delete-untagged", *base]) == 0
+    assert "nothing to sweep" in capsys.readouterr().out
+    assert main(["gc", "--undo", doc["run_id"], "--bucket", "reg"]) == 0
+    assert "5 to copy back" in capsys.readouterr().out
+    assert main(["gc", "--undo", doc["run_id"], "--apply", "--bucket", "reg"]) == 0
+    assert "undone: 5 object version(s) copied back" in capsys.readouterr().out
+    # bad input: one line, exit 2
+    assert main(["gc", "--grace-hours", "-1", "--bucket", "reg"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["gc", "--undo", "nope", "--bucket", "reg"]) == 2
+    assert "gc run ids look like" in capsys.readouterr().err

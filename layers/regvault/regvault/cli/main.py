@@ -4,7 +4,8 @@ Common flags work before or after the command, like the AWS CLI:
 ``regvault ls --format json --bucket B --endpoint-url URL``. Machine formats go to stdout alone;
 progress and errors go to stderr.
 
-One module per command (``regvault.cli.ls``, ``audit``, ``history``, ``restore``, ``status``, ``setup``):
+One module per command (``regvault.cli.ls``, ``audit``, ``history``, ``restore``, ``gc``, ``status``,
+``setup``):
 each adds its subparser and runs it; the work itself is a use case of the core.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from regvault import __version__
-from regvault.cli import audit, history, ls, restore, setup, status
+from regvault.cli import audit, gc, history, ls, restore, setup, status
 from regvault.cli.common import Subparsers, add_common_options
 from regvault.errors import RegvaultError
 
@@ -38,6 +39,7 @@ COMMANDS: dict[str, tuple[Callable[[Subparsers], None], Command]] = {
     "audit": (audit.add_parser, audit.cmd_audit),
     "history": (history.add_parser, history.cmd_history),
     "restore": (restore.add_parser, restore.cmd_restore),
+    "gc": (gc.add_parser, gc.cmd_gc),
     "status": (status.add_parser, status.cmd_status),
     "setup": (setup.add_parser, setup.cmd_setup),
 }
@@ -46,7 +48,8 @@ COMMANDS: dict[str, tuple[Callable[[Subparsers], None], Command]] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="regvault",
-        description="Audit, browse and restore a Docker registry's S3 storage, object versions included.",
+        description="Audit, browse, restore and garbage-collect a Docker registry's S3 storage, object "
+        "versions included.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
