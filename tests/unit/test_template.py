@@ -59,7 +59,9 @@ def registry_bucket_actions(fn) -> set[str]:
     return actions
 
 
-@pytest.mark.parametrize("name", ["CatalogFunction", "AuditFunction"])
+@pytest.mark.parametrize(
+    "name", ["CatalogFunction", "AuditFunction", "AuditWorkerFunction", "AuditReduceFunction"]
+)
 def test_function_is_read_only_on_the_registry_bucket(template, name):
     actions = registry_bucket_actions(functions(template)[name])
     assert actions, "the function reads the registry bucket"
