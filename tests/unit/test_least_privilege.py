@@ -1,10 +1,14 @@
 """Each role grants exactly what its code calls: the S3 operations are recorded while the real code
 runs (under moto) and mapped to IAM actions, then compared with the template's statements."""
 
+import json
+from datetime import UTC, datetime, timedelta
+
 import boto3
 
 from regvault.audit.run import AuditRequest, run_audit
 from regvault.aws.s3 import S3Store
+from regvault.garbage.usecase import GcRequest, collect_garbage, undo_garbage
 from regvault.images.listing import list_registry
 from regvault.restore.apply import apply_plan
 from regvault.restore.planner import plan_restore
@@ -28,6 +32,8 @@ ACTION = {
     "GetBucketEncryption": {"s3:GetEncryptionConfiguration"},
     "GetPublicAccessBlock": {"s3:GetBucketPublicAccessBlock"},
     "GetBucketPolicy": {"s3:GetBucketPolicy"},
+    "PutObject": {"s3:PutObject"},
+    "DeleteObject": {"s3:DeleteObject"},
 }
 
 
@@ -53,9 +59,19 @@ def test_each_role_grants_what_its_code_calls_and_nothing_else(s3, bucket, templ
     restore = fresh(bucket)
     plan, _ = plan_restore(restore, layout, "app", "v1", to=str(first))
     apply_plan(restore, plan)
+    gc = fresh(bucket)  # a sweep (lease, run record, delete markers), then its undo (copies back)
+    later = datetime.now(UTC) + timedelta(hours=3)
+    run = collect_garbage(gc, layout, GcRequest(delete_untagged=True, now=later), apply=True)
+    undo_garbage(gc, layout, run.run_id or "", apply=True)
 
     fns = functions(template)
-    for name, store in (("AuditFunction", audit), ("CatalogFunction", catalog), ("RestoreFunction", restore)):
+    roles = (
+        ("AuditFunction", audit),
+        ("CatalogFunction", catalog),
+        ("RestoreFunction", restore),
+        ("GcFunction", gc),
+    )
+    for name, store in roles:
         granted = registry_bucket_actions(fns[name])
         # s3:ListBucket is granted with ListBucketVersions: S3 requires it for listing at all
         assert needed(store) <= granted, (name, needed(store) - granted)
@@ -63,3 +79,6 @@ def test_each_role_grants_what_its_code_calls_and_nothing_else(s3, bucket, templ
     assert not any(
         op.startswith("Delete") for store in (audit, catalog, restore) for op in store.requests.by_operation
     )
+    # the GC sweeps with delete markers: its role cannot delete a version, anywhere
+    assert gc.requests.by_operation["DeleteObject"] >= 1
+    assert "DeleteObjectVersion" not in json.dumps(fns["GcFunction"]["Properties"]["Policies"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from regvault.images.sources import LinkReader, ManifestSource, is_live
 from regvault.storage.inventory import walk
 from regvault.storage.layout import RegistryLayout
 from regvault.storage.model import RegistryModel
-from regvault.storage.store import RegistryStore
+from regvault.storage.store import ObjectStore, RegistryStore
 
 DEFAULT_GRACE = timedelta(hours=2)
 
@@ -122,3 +123,14 @@ def undo_garbage(store: RegistryStore, layout: RegistryLayout, run_id: str, *, a
         "restored": copied,
         "summary": {a: sum(1 for _, x in planned if x == a) for a in ("restore", "restored", "changed")},
     }
+
+
+def publish_gc(doc: dict[str, Any], sink: ObjectStore, bucket: str, root: str, now: datetime) -> str:
+    """Write a GC plan or run to the reports bucket (``gc/<bucket>/<root>/<stamp>.json`` and
+    ``latest.json``); returns its s3:// address."""
+    prefix = f"gc/{bucket}/{root.replace('/', '_') or '_'}/"
+    key = f"{prefix}{now:%Y/%m/%d/%H%M%SZ}.json"
+    body = json.dumps(doc, indent=2).encode()
+    sink.put_bytes(key, body, "application/json")
+    sink.put_bytes(f"{prefix}latest.json", body, "application/json")
+    return f"s3://{sink.bucket}/{key}"

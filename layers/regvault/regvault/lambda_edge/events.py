@@ -147,6 +147,41 @@ class AuditReduceEvent(BaseModel):
     options: AuditOptionsEvent = AuditOptionsEvent()
 
 
+class GcSettings(Settings):
+    reports_bucket: str = Field(min_length=3, max_length=63)
+    alert_topic_arn: str | None = None
+    mode: str = Field(default="plan", pattern="^(plan|apply)$")  # what a scheduled run does
+    delete_untagged: StrictBool = False
+
+    ENV: ClassVar[dict[str, str]] = {
+        **Settings.ENV,
+        "reports_bucket": "REPORTS_BUCKET",
+        "alert_topic_arn": "ALERT_TOPIC_ARN",
+        "mode": "GC_MODE",
+        "delete_untagged": "GC_DELETE_UNTAGGED",
+    }
+
+
+class GcEvent(BaseModel):
+    """``{"apply": bool, "delete_untagged": bool, "grace_hours": number}`` or ``{"undo": run id,
+    "apply": bool}``; a Scheduler event runs what GC_MODE / GC_DELETE_UNTAGGED say."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    apply: StrictBool | None = None
+    delete_untagged: StrictBool | None = None
+    grace_hours: float = Field(default=2.0, ge=0.0, le=24 * 365)
+    undo: str | None = Field(default=None, pattern=r"^gc-\d{8}T\d{6}Z-[0-9a-f]{6}$")
+
+    @classmethod
+    def from_event(cls, event: object) -> GcEvent:
+        if isinstance(event, dict) and event.keys() & {"source", "detail-type"}:
+            detail = event.get("detail") if isinstance(event.get("detail"), dict) else {}
+            options = {k: v for k, v in event.items() if k not in _ENVELOPE}
+            return parse_event(cls, {**options, **(detail or {})})
+        return parse_event(cls, event)
+
+
 class RestoreSettings(Settings):
     alert_topic_arn: str | None = None
     restart_instance_id: str | None = Field(default=None, pattern=r"^i-[0-9a-f]{8,17}$")
