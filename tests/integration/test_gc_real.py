@@ -113,3 +113,29 @@ def test_apply_while_pushing_breaks_no_tag_and_undo_brings_the_image_back(gc_env
     env.skopeo.pull(f"gc/app@{d['old']}", tmp_path / "old")
     report = run_audit(store, layout, AuditRequest(grace=timedelta(0)))
     assert [f for f in report.findings if f.severity == "error"] == []
+
+
+def test_usage_on_the_real_registry_adds_up(gc_env, capsys, cli_env):
+    from regvault.cli.main import main
+
+    env, _, _ = gc_env
+    cli_env(env)
+    assert main(["usage", "--format", "json", "--bucket", env.bucket]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    current = noncurrent = 0
+    for page in env.s3.get_paginator("list_object_versions").paginate(Bucket=env.bucket):
+        for v in page.get("Versions", []):
+            if not v["Key"].startswith(RegistryLayout(env.root).prefix):
+                continue  # regvault's own lease and run records
+            current += v["Size"] if v["IsLatest"] else 0
+            noncurrent += 0 if v["IsLatest"] else v["Size"]
+    t = doc["totals"]
+    assert (t["stored_current_bytes"], t["stored_noncurrent_bytes"]) == (current, noncurrent)
+    assert t["upload_scratch_bytes"] > 0  # every skopeo push left its upload scratch
+    rows = doc["repositories"]
+    assert {"gc/app", "gc/multi"} <= set(rows)
+    assert abs(sum(r["unique_bytes"] + r["shared_bytes"] for r in rows.values()) - t["live_bytes"]) <= len(
+        rows
+    )
+    # the shared base layer is apportioned: app and multi both use it
+    assert rows["gc/app"]["shared_bytes"] > 0 and rows["gc/multi"]["shared_bytes"] > 0

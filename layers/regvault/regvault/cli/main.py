@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from regvault import __version__
-from regvault.cli import audit, gc, history, ls, restore, setup, status
+from regvault.cli import audit, gc, history, ls, restore, setup, status, usage
 from regvault.cli.common import Subparsers, add_common_options
 from regvault.errors import RegvaultError
 
@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[Callable[[Subparsers], None], Command]] = {
     "history": (history.add_parser, history.cmd_history),
     "restore": (restore.add_parser, restore.cmd_restore),
     "gc": (gc.add_parser, gc.cmd_gc),
+    "usage": (usage.add_parser, usage.cmd_usage),
     "status": (status.add_parser, status.cmd_status),
     "setup": (setup.add_parser, setup.cmd_setup),
 }

@@ -113,8 +113,19 @@ class Inventory:
         self.scratch_folders_skipped = 0
         self.live_scratch_keys = 0
         self._shared: dict[Any, Any] = {}
+        # bytes of folded scratch versions: current, noncurrent, and noncurrent by the day written
+        self.scratch_bytes_current = 0
+        self.scratch_bytes_noncurrent = 0
+        self.scratch_noncurrent_by_day: dict[int, int] = {}
 
     def _add_scratch(self, group: tuple[str, str], record: VersionRecord) -> None:
+        if not record.is_delete_marker:  # what scratch stores, and since when (for usage's what-if)
+            if record.is_latest:
+                self.scratch_bytes_current += record.size
+            else:
+                self.scratch_bytes_noncurrent += record.size
+                day = record.last_modified.date().toordinal()
+                self.scratch_noncurrent_by_day[day] = self.scratch_noncurrent_by_day.get(day, 0) + record.size
         if not record.is_latest:  # one latest record per key: it says whether the key is live
             return
         self.scratch_keys += 1
@@ -195,6 +206,10 @@ class Inventory:
         self.delete_markers += other.delete_markers
         self.pages += other.pages
         self.scratch_folders_skipped += other.scratch_folders_skipped
+        self.scratch_bytes_current += other.scratch_bytes_current
+        self.scratch_bytes_noncurrent += other.scratch_bytes_noncurrent
+        for day, size in other.scratch_noncurrent_by_day.items():
+            self.scratch_noncurrent_by_day[day] = self.scratch_noncurrent_by_day.get(day, 0) + size
         self.live_scratch_keys += other.live_scratch_keys
         return self
 

@@ -1,0 +1,2 @@
+"""What the registry stores and costs: totals, per repository (live, unique, shared, history-only), and
+what a different recovery window would keep."""
