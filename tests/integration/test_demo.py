@@ -22,6 +22,13 @@ PHRASES = (
     "plan only:",
     "restored:",
     "skopeo pulled and verified team/multi:1",
+    "9. regvault gc",
+    "plan only: would sweep",
+    "run id",
+    "after the GC (the index's children were kept)",
+    "undone:",
+    "10. regvault usage",
+    "monthly: $",
     "stopping",
 )
 
@@ -43,6 +50,8 @@ def test_make_demo_runs_the_whole_lifecycle_and_cleans_up(tmp_path):
     final = json.loads((output / "audit.json").read_text())
     assert final["summary"]["errors"] == 0 and final["summary"]["deleted_tags"] == 0
     assert (output / "audit.md").read_text().startswith("# regvault audit: clean")
+    gc = json.loads((output / "gc.json").read_text())
+    assert gc["applied"] and gc["summary"]["manifests"] + gc["summary"]["blobs"] > 0
     assert not list(work.glob("*.pid"))  # every process it started was stopped
     screenshot(output / "audit-broken.html", tmp_path)
 

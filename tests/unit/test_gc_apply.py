@@ -7,9 +7,9 @@ import pytest
 
 from regvault.audit.run import AuditRequest, run_audit
 from regvault.garbage.apply import apply_gc, read_run
-from regvault.garbage.lease import Lease, LeaseHeld, break_stale, take_lease
 from regvault.garbage.usecase import GcRequest, collect_garbage, plan_gc, undo_garbage
 from regvault.storage.layout import RevisionLink, TagCurrentLink, TagIndexLink
+from regvault.storage.lease import Lease, LeaseHeld, break_stale, take_lease
 
 from . import test_gc_plan
 from .builders import RegistryWriter
@@ -166,3 +166,15 @@ def test_the_gc_command_plans_applies_and_undoes(registry, capsys):
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["gc", "--undo", "nope", "--bucket", "reg"]) == 2
     assert "gc run ids look like" in capsys.readouterr().err
+
+
+def test_a_restore_waits_for_a_running_gc(registry):
+    from regvault.restore.usecase import RestoreRequest, restore_images
+
+    store, layout, d = registry
+    take_lease(store, layout, "gc-20261130T000000Z-cccccc", "gc", datetime.now(UTC))
+    request = RestoreRequest("app", "v1", to=str(d["old"]), apply=True)
+    with pytest.raises(LeaseHeld, match="gc run gc-20261130T000000Z-cccccc is writing to this registry"):
+        restore_images(store, layout, request)
+    # planning is read-only and still answers
+    assert restore_images(store, layout, RestoreRequest("app", "v1", to=str(d["old"]))).applied is False

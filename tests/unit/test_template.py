@@ -159,3 +159,15 @@ def test_samconfig_overrides_name_real_parameters_with_allowed_values(template):
                 assert re.fullmatch(parameter["AllowedPattern"], value), (env, name, value)
     required = {n for n, p in template["Parameters"].items() if "Default" not in p}
     assert required == {"InstanceId", "BucketName"}  # asked by `sam deploy --guided`
+
+
+def test_restore_may_read_the_gc_lease_and_gc_may_not_delete_versions(template):
+    restore = json.dumps(functions(template)["RestoreFunction"]["Properties"]["Policies"])
+    assert "regvault/lease.json" in restore  # it refuses to copy while a GC holds the lease
+    gc = functions(template)["GcFunction"]["Properties"]["Policies"]
+    statements = [s for p in gc if isinstance(p, dict) for s in p.get("Statement", [])]
+    deletes = [s for s in statements if "s3:DeleteObject" in s["Action"]]
+    assert deletes and all("DeleteObjectVersion" not in json.dumps(s) for s in statements)
+    for statement in deletes:  # only under the registry prefix and regvault's own folder
+        text = json.dumps(statement["Resource"])
+        assert "/docker/registry/v2/*" in text or "/regvault/*" in text, text

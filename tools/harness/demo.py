@@ -4,13 +4,15 @@ Starts the S3 emulator and the real registry on loopback, pushes the sample imag
 (OCI, Docker schema2, an OCI index and a Docker manifest list), audits (clean), plays the incidents
 people fear (a bad re-push, a manifest delete, garbage-collect --delete-untagged, an S3-level delete),
 shows ls, the audit catching each, history, restores planned and applied, a final clean audit and
-skopeo pulling what came back. Every process it started is stopped by PID, on failure and on Ctrl-C.
+skopeo pulling what came back; then regvault gc (plan, apply, undo) and regvault usage. Every process
+it started is stopped by PID, on failure and on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import sys
 import time
@@ -135,9 +137,26 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
             pulled += 1
             console.print(f"  skopeo pulled and verified {reference}")
         console.print(f"[dim]reports: {output}/audit.html (open it in a browser), audit.json, audit.md[/]")
+
+        step(console, 9, "regvault gc: online, index- and referrer-aware, reversible (delete markers only)")
+        gc = ["gc", "--delete-untagged", "--grace-hours", "0"]
+        regvault(gc)
+        regvault([*gc, "--apply", "--format", "json", "--output", str(output / "gc.json")])
+        run_id = json.loads((output / "gc.json").read_text())["run_id"]
+        console.print(f"  applied: run {run_id} (its record: every swept key and the version it hid)")
+        after_gc = regvault(["audit"])
+        env.skopeo.pull("team/multi:1", env.workdir / "pull-after-gc", all_images=True)
+        console.print(
+            "  skopeo pulled and verified team/multi:1 after the GC (the index's children were kept)"
+        )
+        regvault(["gc", "--undo", run_id])
+        undone = regvault(["gc", "--undo", run_id, "--apply"])
+
+        step(console, 10, "regvault usage: what each repository stores and costs")
+        usage = regvault(["usage", "--recovery-days", "30"])
         console.print(Rule(f"done in {time.monotonic() - started:.0f} s; stopping the emulator and registry"))
-        ok = clean == 0 and broken == 1 and final == 0 and pulled == 3
-        return 0 if ok else 1
+        ok = clean == 0 and broken == 1 and final == 0 and pulled == 3 and after_gc == 0
+        return 0 if ok and undone == 0 and usage == 0 else 1
 
 
 def setup_in_emulator(env: LocalRegistry, console: Console) -> None:

@@ -59,8 +59,8 @@ def cmd_gc(args: argparse.Namespace, out: TextIO) -> int:
     from datetime import UTC, datetime
 
     from regvault.errors import InvalidInput
-    from regvault.garbage.lease import break_stale
     from regvault.garbage.usecase import GcRequest, collect_garbage, undo_garbage
+    from regvault.storage.lease import break_stale
 
     if args.grace_hours < 0:
         raise InvalidInput("--grace-hours cannot be negative")

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from regvault.errors import InvalidInput, ObjectMissing
-from regvault.garbage.lease import release_lease, take_lease
 from regvault.garbage.mark import Marked
 from regvault.garbage.plan import BLOB, MANIFEST, GcPlan
 from regvault.storage.layout import RegistryLayout
+from regvault.storage.lease import release_lease, take_lease
 from regvault.storage.store import RegistryStore
 
 ORDER = {"tag-index-link": 0, "revision-link": 1, MANIFEST: 2, BLOB: 3}

@@ -15,6 +15,7 @@ from regvault.images.closure import Need
 from regvault.restore.apply import apply_plan
 from regvault.restore.planner import RestorePlan, plan_restore
 from regvault.storage.layout import RegistryLayout
+from regvault.storage.lease import refuse_while_a_writer_runs
 from regvault.storage.store import RegistryStore
 
 
@@ -72,6 +73,7 @@ def restore_images(
     document = plan.as_dict(layout)
     if not (request.apply and plan.restorable):
         return RestoreOutcome(plan, document, False, 0, None)
+    refuse_while_a_writer_runs(store, layout)
     copied = apply_plan(store, plan, force=request.force, progress=progress).copied
     restart = restarter.restart() if restarter is not None and plan.brings_blobs_back else None
     if notifier is not None:

@@ -1,4 +1,5 @@
-"""One writer at a time: the lease object regvault's GC (and its undo) take before writing.
+"""One writer at a time: the lease object regvault's GC (and its undo) take before writing, and a
+restore checks before it copies.
 
 Taken with a conditional write (``If-None-Match: *``), so two runs cannot both get it. A lease past its
 expiry is reported, not taken over: the run that held it may have died half-way, and its run record says
@@ -90,3 +91,19 @@ def break_stale(store: RegistryStore, layout: RegistryLayout, now: datetime) -> 
         )
     store.add_delete_marker(layout.lease_key)
     return held
+
+
+def refuse_while_a_writer_runs(
+    store: RegistryStore, layout: RegistryLayout, now: datetime | None = None
+) -> None:
+    """A restore does not copy while a GC (or its undo) holds a live lease: it reads the lease only (its
+    role has no delete, so it does not take one)."""
+    from datetime import UTC
+
+    held = read_lease(store, layout)
+    now = now or datetime.now(UTC)
+    if held is not None and held.expires.tzinfo is not None and held.expires > now:
+        raise LeaseHeld(
+            f"{held.operation} run {held.holder} is writing to this registry (lease until "
+            f"{held.expires:%Y-%m-%d %H:%M} UTC): restore after it finishes"
+        )
