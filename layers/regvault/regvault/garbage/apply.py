@@ -49,12 +49,17 @@ class GcRun:
             raise InvalidInput(f"{where} is not a gc run record: {exc}") from None
 
 
-def needed_again(item: dict[str, Any], marked: Marked) -> bool:
-    """Whether a fresh mark needs a swept item (something written since the sweep uses it)."""
-    digest = item["digest"]
-    if item["kind"] in (BLOB, MANIFEST):
-        return any(str(d) == digest for d in marked.blobs)
-    return any(str(d) == digest for repo in item["repositories"] for d in marked.manifests.get(repo, ()))
+class Needs:
+    """What a fresh mark keeps, as the strings a run record holds (one lookup per swept item)."""
+
+    def __init__(self, marked: Marked) -> None:
+        self.blobs = {str(d) for d in marked.blobs}
+        self.manifests = {(repo, str(d)) for repo, kept in marked.manifests.items() for d in kept}
+
+    def __call__(self, item: dict[str, Any]) -> bool:
+        if item["kind"] in (BLOB, MANIFEST):
+            return str(item["digest"]) in self.blobs
+        return any((repo, str(item["digest"])) in self.manifests for repo in item["repositories"])
 
 
 def apply_gc(
@@ -80,12 +85,12 @@ def apply_gc(
                 store.put_bytes(key, run.dumps(), "application/json")
         # mark again until nothing more comes back: a manifest copied back names the blobs it needs
         for _ in range(MAX_REMARKS):
-            marked = remark()
+            needed, already = Needs(remark()), set(run.resurrected)
             back = [
                 item
                 for item in run.swept
-                if item["key"] not in run.resurrected
-                and needed_again(item, marked)
+                if item["key"] not in already
+                and needed(item)
                 and store.latest_version_id(item["key"]) == item["marker"]
             ]
             for item in back:
@@ -115,9 +120,10 @@ def plan_undo(store: RegistryStore, run: GcRun) -> list[tuple[dict[str, Any], st
     """Each swept item with what the undo does: "restore" (its key still ends in this run's marker),
     "restored" (copied forward already) or "changed" (written since: left alone)."""
     out = []
+    back = set(run.resurrected) | set(run.undone)
     for item in run.swept:
         latest = store.latest_version_id(item["key"])
-        if item["key"] in run.resurrected or item["key"] in run.undone:
+        if item["key"] in back:
             out.append((item, "restored"))
         elif latest == item["marker"]:
             out.append((item, "restore"))
