@@ -16,6 +16,7 @@ from regvault.aws.s3 import S3Store
 from regvault.aws.services import Notifier
 from regvault.lambda_edge import events
 from regvault.reports.scheduled import ReportsBucketCache, summary_metrics
+from regvault.storage.inventory import repository_bounds
 from regvault.storage.layout import RegistryLayout
 
 logger = Logger()
@@ -36,11 +37,13 @@ def clients() -> tuple[S3Store, S3Store, Notifier | None]:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 def worker(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    registry, reports, _ = clients()
     if isinstance(raw_event, dict) and raw_event.get("step") == "plan":
         plan = events.parse_event(events.AuditPlanEvent, raw_event)
-        return {**plan_run(LAYOUT, plan.run, SETTINGS.audit_shards), "options": plan.options.model_dump()}
+        folders = repository_bounds(registry, LAYOUT.repositories_prefix)  # a range per repository folder
+        doc = plan_run(LAYOUT, plan.run, SETTINGS.audit_shards, repositories=folders)
+        return {**doc, "options": plan.options.model_dump()}
     event = events.parse_event(events.AuditShardEvent, raw_event)
-    registry, reports, _ = clients()
     return audit_shard(registry, LAYOUT, event.run, ShardItem.parse(event.item), AuditRequest(), reports)
 
 

@@ -241,3 +241,30 @@ def test_a_walk_that_skips_upload_folders_keeps_everything_else_also_with_nested
         skip_scratch=layout.scratch_folder,
     )
     assert _snapshot(ranged) == _snapshot(full) and set(ranged.scratch) == set(full.scratch)
+
+
+def test_repository_bounds_cut_at_every_repository_folder_deleted_ones_too(s3, bucket):
+    from regvault.storage.inventory import repository_bounds
+
+    layout = RegistryLayout("")
+    w = RegistryWriter(s3, bucket)
+    for repo in ("app", "app/sub", "team/x", "team/y", "gone"):
+        w.put(TagCurrentLink(repo, "1"), digest_of(repo).link_body())
+    w.delete(TagCurrentLink("gone", "1"))  # a deleted repository: only delete markers left
+    store = S3Store(bucket, s3)
+    top = layout.repositories_prefix
+    bounds = repository_bounds(store, top)
+    assert bounds == [
+        f"{top}app/",
+        f"{top}app/sub/",
+        f"{top}gone/",
+        f"{top}team/",
+        f"{top}team/x/",
+        f"{top}team/y/",
+    ]
+    # with many first-level folders it stops at the first level
+    assert repository_bounds(store, top, wide=2) == [f"{top}app/", f"{top}gone/", f"{top}team/"]
+    # every key still lands in exactly one range
+    full = walk(store, layout.prefix, page_size=2)
+    ranged = walk_shards(store, layout.prefix, layout.shard_bounds(16, bounds), page_size=2)
+    assert _snapshot(ranged) == _snapshot(full)

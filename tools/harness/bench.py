@@ -400,6 +400,7 @@ class Bench:
         from harness.simstore import SimulatedStore
         from regvault.audit.distributed import ShardItem, plan_run
         from regvault.audit.run import AuditRequest, audit_inventory, list_inventory
+        from regvault.storage.inventory import repository_bounds
         from regvault.storage.parts import encode_part
 
         self.log(f"simulated audit at {size:,} versions: generating")
@@ -408,7 +409,9 @@ class Bench:
         del sim
         collector.collect()
         request = AuditRequest()
-        plan = plan_run(LAYOUT, "simulated", 256)
+        plan = plan_run(
+            LAYOUT, "simulated", 256, repositories=repository_bounds(store, LAYOUT.repositories_prefix)
+        )
         parts, shard_peaks, shard_cpu, part_bytes, shard_requests = [], [], [], [], []
         started_cpu = time.process_time()
         for raw in plan["items"]:

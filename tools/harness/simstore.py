@@ -108,6 +108,20 @@ class SimulatedStore:
         self.requests.by_operation["ListObjectVersions"] += 1
         yield page
 
+    def list_prefixes(self, prefix: str) -> list[str]:
+        self.requests.by_operation["ListObjectVersions"] += 1
+        out: list[str] = []
+        i = bisect.bisect_left(self.keys, prefix)
+        while i < len(self.keys) and self.keys[i].startswith(prefix):
+            cut = self.keys[i].find("/", len(prefix))
+            if cut < 0:
+                i += 1
+                continue
+            folder = self.keys[i][: cut + 1]
+            out.append(folder)
+            i = bisect.bisect_left(self.keys, folder[:-1] + chr(ord("/") + 1), i)
+        return out
+
     def list_current(self, prefix: str, page_size: int = 1000) -> Iterator[list[VersionRecord]]:
         page: list[VersionRecord] = []
         i = bisect.bisect_left(self.keys, prefix)

@@ -61,10 +61,15 @@ class ShardItem:
 
 
 def plan_run(
-    layout: RegistryLayout, run: str, shards: int = 256, now: datetime | None = None
+    layout: RegistryLayout,
+    run: str,
+    shards: int = 256,
+    now: datetime | None = None,
+    repositories: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The state machine's plan: the run id, when it started, and one item per key range."""
-    bounds = [bound[len(layout.prefix) :] for bound in layout.shard_bounds(shards)]
+    """The state machine's plan: the run id, when it started, and one item per key range (repositories
+    cut at the folders ``inventory.repository_bounds`` found, else by first character)."""
+    bounds = [bound[len(layout.prefix) :] for bound in layout.shard_bounds(shards, repositories)]
     items = [
         ShardItem(k, a, b).as_dict()
         for k, (a, b) in enumerate(zip([None, *bounds], [*bounds, None], strict=True))

@@ -25,7 +25,7 @@ from regvault.errors import InvalidInput
 from regvault.images.closure import Planner
 from regvault.images.manifest_cache import ManifestCache
 from regvault.images.sources import LinkReader, ManifestSource, is_live
-from regvault.storage.inventory import Inventory, walk, walk_shards
+from regvault.storage.inventory import Inventory, repository_bounds, walk, walk_shards
 from regvault.storage.layout import RegistryLayout
 from regvault.storage.model import RegistryModel
 from regvault.storage.store import BucketPosture, RegistryStore
@@ -120,10 +120,11 @@ def list_inventory(
             after=after,
             through=through,
         )
+    repositories = repository_bounds(store, layout.repositories_prefix)
     return walk_shards(
         store,
         layout.prefix,
-        layout.shard_bounds(request.shards),
+        layout.shard_bounds(request.shards, repositories),
         workers=request.workers,
         page_size=request.page_size,
         progress=listing,

@@ -74,6 +74,22 @@ class S3Store:
             else:
                 params.pop("VersionIdMarker", None)
 
+    def list_prefixes(self, prefix: str) -> list[str]:
+        """The folders right below ``prefix`` (ListObjectVersions with Delimiter "/": a folder whose keys are
+        all delete-marked is found too)."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "Delimiter": "/", "MaxKeys": 1000}
+        out: list[str] = []
+        while True:
+            with self._errors("ListObjectVersions"):
+                response = self.client.list_object_versions(**params)
+            out += [str(p["Prefix"]) for p in response.get("CommonPrefixes", ())]
+            if not response.get("IsTruncated"):
+                return out
+            params["KeyMarker"] = response.get("NextKeyMarker")
+            params.pop("VersionIdMarker", None)
+            if response.get("NextVersionIdMarker"):
+                params["VersionIdMarker"] = response["NextVersionIdMarker"]
+
     def list_current(self, prefix: str, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[list[VersionRecord]]:
         """Yield pages of ListObjectsV2 below ``prefix``: the keys a plain GET finds now (no delete-marked
         key, no older version). Records say ``is_latest`` and carry no version id ("")."""

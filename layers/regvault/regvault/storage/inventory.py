@@ -343,3 +343,17 @@ def walk_shards(
         for future in futures:
             merged.merge(future.result())
     return merged
+
+
+def repository_bounds(lister: RegistryStore, repositories_prefix: str, wide: int = 64) -> list[str]:
+    """Where a sharded walk cuts the repositories: every repository folder one level down, and a level
+    deeper when there are fewer than ``wide`` (``team/app`` names nest); upload, link and manifest
+    folders (``_...``) are not cut. A few delimiter listings (deleted repositories are found too)."""
+    first = lister.list_prefixes(repositories_prefix)
+    if len(first) >= wide:
+        return first
+    out: list[str] = []
+    for folder in first:
+        out.append(folder)
+        out += [p for p in lister.list_prefixes(folder) if not p[len(folder) :].startswith("_")]
+    return out

@@ -17,6 +17,7 @@ Anything else under the prefix parses to ``UnknownKey`` with the reason, never a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from regvault.errors import InvalidInput, NoRegistryFound
@@ -129,20 +130,25 @@ class RegistryLayout:
             f"(nothing below {self.prefix!r}): check --root / REGVAULT_ROOT"
         )
 
-    def shard_bounds(self, blob_shards: int = 16) -> list[str]:
+    def shard_bounds(self, blob_shards: int = 16, repositories: Sequence[str] | None = None) -> list[str]:
         """Sorted keys that cut everything below the prefix into ranges a parallel walk lists apart.
 
         Range ``k`` holds the keys after ``bounds[k-1]`` up to and including ``bounds[k]`` (the first
         range starts at the prefix, the last runs to its end), so every key, also one the layout does not
         know, is in exactly one range. ``blob_shards`` (16 or 256) splits ``blobs/sha256/`` by leading hex
-        digits; repositories are split by their first character (names start with ``[a-z0-9]``).
+        digits. Repositories are split at the ``repositories`` prefixes given (the folders a delimiter
+        listing found: ``inventory.repository_bounds``), else by their first character.
         """
         if blob_shards not in (16, 256):
             raise InvalidInput("blob shards must be 16 or 256")
         width = 1 if blob_shards == 16 else 2
         bounds = [f"{self.blobs_prefix}sha256/{i:0{width}x}" for i in range(1, blob_shards)]
         bounds.append(self.repositories_prefix)
-        bounds += [f"{self.repositories_prefix}{c}" for c in "0123456789abcdefghijklmnopqrstuvwxyz"]
+        if repositories:
+            top = self.repositories_prefix
+            bounds += sorted({p for p in repositories if p.startswith(top) and p > top})
+        else:
+            bounds += [f"{self.repositories_prefix}{c}" for c in "0123456789abcdefghijklmnopqrstuvwxyz"]
         return bounds
 
     # --- entity -> key --------------------------------------------------------------------
