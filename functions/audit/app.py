@@ -11,9 +11,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from regvault.audit.run import AuditRequest
 from regvault.audit.usecase import audit_registry, choose_mode
-from regvault.aws.clients import client, s3_client
+from regvault.aws.clients import client
 from regvault.aws.s3 import S3Store
-from regvault.aws.services import Notifier, StateMachine
+from regvault.aws.services import Notifier, StateMachine, reporting_ports
 from regvault.lambda_edge.events import AuditEvent, AuditSettings
 from regvault.reports.scheduled import ReportsBucketCache, last_audit_size, summary_metrics
 from regvault.storage.layout import RegistryLayout
@@ -26,10 +26,7 @@ SETTINGS = AuditSettings.from_env()  # validated at cold start
 
 @lru_cache(maxsize=1)
 def clients() -> tuple[S3Store, S3Store, Notifier | None]:
-    registry = S3Store(SETTINGS.bucket, s3_client(max_pool_connections=32))
-    reports = S3Store(SETTINGS.reports_bucket, s3_client())
-    alerts = Notifier(SETTINGS.alert_topic_arn) if SETTINGS.alert_topic_arn else None
-    return registry, reports, alerts
+    return reporting_ports(SETTINGS.bucket, SETTINGS.reports_bucket, SETTINGS.alert_topic_arn)
 
 
 @logger.inject_lambda_context

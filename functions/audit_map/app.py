@@ -11,9 +11,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from regvault.audit.distributed import ShardItem, audit_shard, plan_run
 from regvault.audit.run import AuditRequest
 from regvault.audit.usecase import reduce_audit_run
-from regvault.aws.clients import s3_client
 from regvault.aws.s3 import S3Store
-from regvault.aws.services import Notifier
+from regvault.aws.services import Notifier, reporting_ports
 from regvault.lambda_edge import events
 from regvault.reports.scheduled import ReportsBucketCache, summary_metrics
 from regvault.storage.inventory import repository_bounds
@@ -28,10 +27,7 @@ LAYOUT = RegistryLayout(SETTINGS.root)
 
 @lru_cache(maxsize=1)
 def clients() -> tuple[S3Store, S3Store, Notifier | None]:
-    registry = S3Store(SETTINGS.bucket, s3_client(max_pool_connections=32))
-    reports = S3Store(SETTINGS.reports_bucket, s3_client())
-    alerts = Notifier(SETTINGS.alert_topic_arn) if SETTINGS.alert_topic_arn else None
-    return registry, reports, alerts
+    return reporting_ports(SETTINGS.bucket, SETTINGS.reports_bucket, SETTINGS.alert_topic_arn)
 
 
 @logger.inject_lambda_context

@@ -10,9 +10,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from regvault.aws.clients import s3_client
 from regvault.aws.s3 import S3Store
-from regvault.aws.services import Notifier
+from regvault.aws.services import Notifier, reporting_ports
 from regvault.garbage.usecase import GcRequest, collect_garbage, publish_gc, undo_garbage
 from regvault.lambda_edge.events import GcEvent, GcSettings
 from regvault.storage.layout import RegistryLayout
@@ -26,9 +25,7 @@ LAYOUT = RegistryLayout(SETTINGS.root)
 
 @lru_cache(maxsize=1)
 def clients() -> tuple[S3Store, S3Store, Notifier | None]:
-    registry = S3Store(SETTINGS.bucket, s3_client(max_pool_connections=32))
-    reports = S3Store(SETTINGS.reports_bucket, s3_client())
-    return registry, reports, Notifier(SETTINGS.alert_topic_arn) if SETTINGS.alert_topic_arn else None
+    return reporting_ports(SETTINGS.bucket, SETTINGS.reports_bucket, SETTINGS.alert_topic_arn)
 
 
 @logger.inject_lambda_context

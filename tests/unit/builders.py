@@ -140,3 +140,26 @@ def alert_inbox() -> tuple[str, Any, str]:
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
     return topic, sqs, queue
+
+
+def dispatch_lambda(monkeypatch: Any, module: Any, handlers: dict[str, str], invoked: list[str]) -> None:
+    """Send moto's Lambda invocations (from its Step Functions interpreter) to the real handlers of
+    ``module`` (function name -> handler attribute), as Lambda would: an unhandled error becomes the
+    function error Step Functions sees. ``invoked`` records each function name."""
+    import json
+
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    def invoke(
+        self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any
+    ) -> bytes:
+        name = function_name.rsplit(":", 1)[-1]
+        invoked.append(name)
+        handler = getattr(module, handlers[name])
+        try:
+            return json.dumps(handler(json.loads(body), LambdaContext(name))).encode()
+        except Exception as exc:  # what Lambda reports for an unhandled error
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__}).encode()
+
+    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)

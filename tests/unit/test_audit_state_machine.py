@@ -8,7 +8,6 @@ from datetime import timedelta
 import boto3
 import pytest
 from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from harness.audit_local import deploy_audit
 from harness.generator import synthetic
@@ -16,7 +15,7 @@ from regvault.audit.run import AuditRequest, run_audit
 from regvault.aws.s3 import S3Store
 from regvault.storage.layout import RegistryLayout
 
-from .builders import LambdaContext, alert_inbox, load_handler, replay, sample_event
+from .builders import alert_inbox, dispatch_lambda, load_handler, replay, sample_event
 from .test_sharded_audit import _comparable
 
 CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
@@ -41,18 +40,7 @@ def world(monkeypatch):
         module = load_handler("audit_map", monkeypatch, env)
         deployment = deploy_audit(boto3.client, topic)
         invoked: list[str] = []
-
-        def invoke(self, function_name, qualifier, body, headers, response_headers):
-            name = function_name.rsplit(":", 1)[-1]
-            invoked.append(name)
-            handler = getattr(module, deployment.handlers[name])
-            try:
-                return json.dumps(handler(json.loads(body), LambdaContext(name))).encode()
-            except Exception as exc:  # what Lambda reports for an unhandled error
-                response_headers["x-amz-function-error"] = "Unhandled"
-                return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__}).encode()
-
-        monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+        dispatch_lambda(monkeypatch, module, deployment.handlers, invoked)
         yield {
             "s3": s3,
             "module": module,

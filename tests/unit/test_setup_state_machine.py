@@ -10,14 +10,13 @@ import time
 import boto3
 import pytest
 from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from harness import ssm_agent
 from harness.setup_local import deploy_setup, launch_instance
 from regvault.setup import custom_resource
 from regvault.setup import steps as setup_steps
 
-from .builders import LambdaContext, load_handler
+from .builders import LambdaContext, dispatch_lambda, load_handler
 
 
 class ResponseCatcher(http.server.BaseHTTPRequestHandler):
@@ -79,17 +78,12 @@ def world(monkeypatch, cfn_response_url):
 
         monkeypatch.setattr(module, "client", recording_client)
 
-        def invoke(self, function_name, qualifier, body, headers, response_headers):
-            name = function_name.rsplit(":", 1)[-1]
-            handler = getattr(module, functions[name])
-            current["name"] = name
-            try:
-                return json.dumps(handler(json.loads(body), LambdaContext(name))).encode()
-            except Exception as exc:  # what Lambda reports for an unhandled error
-                response_headers["x-amz-function-error"] = "Unhandled"
-                return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__}).encode()
+        class Recording(list):  # the invoked function is the one whose AWS calls are recorded
+            def append(self, name):
+                current["name"] = name
+                super().append(name)
 
-        monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+        dispatch_lambda(monkeypatch, module, functions, Recording())
         # the same deployment as make demo's (the template's functions, substitutions and launch
         # document), without waiting
         deployment = deploy_setup(boto3.client, wait_seconds=0, retry_interval=1, name="setup")

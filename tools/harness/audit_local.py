@@ -5,15 +5,13 @@ invocations to the handlers, as ``setup_local`` does for the Setup state machine
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from harness import ROOT
-from harness.setup_local import load_template
+from harness.setup_local import deploy_functions, load_template, substituted
 
 HANDLERS = ROOT / "functions" / "audit_map" / "app.py"
 FUNCTIONS = ("AuditWorkerFunction", "AuditReduceFunction")
@@ -37,31 +35,8 @@ def deploy_audit(
     role = client("iam").create_role(RoleName=f"regvault-{name}", AssumeRolePolicyDocument="{}")["Role"][
         "Arn"
     ]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("app.py", HANDLERS.read_text())
-    arns, handlers = {}, {}
-    for logical in FUNCTIONS:
-        handler = resources[logical]["Properties"]["Handler"]
-        handlers[logical] = handler.split(".", 1)[1]
-        arns[logical] = client("lambda").create_function(
-            FunctionName=logical,
-            Runtime="python3.13",
-            Role=role,
-            Code={"ZipFile": code.getvalue()},
-            Handler=handler,
-        )["FunctionArn"]
-    machine = resources["AuditStateMachine"]["Properties"]
-    definition = (ROOT / machine["DefinitionUri"]).read_text()
-    for variable, value in machine["DefinitionSubstitutions"].items():
-        if value == {"Ref": "AWS::Partition"}:
-            resolved = "aws"
-        elif value == {"Ref": "AlertsTopic"}:
-            resolved = alert_topic
-        else:
-            resolved = arns[value["GetAtt"].split(".")[0]]
-        definition = definition.replace("${" + variable + "}", resolved)
-    doc = json.loads(definition)
+    arns, handlers = deploy_functions(client, resources, list(FUNCTIONS), HANDLERS, role)
+    doc = substituted(resources["AuditStateMachine"]["Properties"], arns, {"AlertsTopic": alert_topic})
     arn = client("stepfunctions").create_state_machine(name=name, definition=json.dumps(doc), roleArn=role)[
         "stateMachineArn"
     ]

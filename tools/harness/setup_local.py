@@ -9,6 +9,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -46,6 +47,45 @@ class SetupDeployment:
     handlers: dict[str, str]  # Lambda function (logical id) -> handler attribute of app.py
 
 
+def deploy_functions(
+    client: Callable[[str], Any], resources: dict[str, Any], names: list[str], handlers_file: Path, role: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Create the template's Lambda functions ``names`` with the real handlers' code: (ARNs, handler
+    attribute of app.py) by logical id."""
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("app.py", handlers_file.read_text())
+    arns, handlers = {}, {}
+    for logical in names:
+        handler = resources[logical]["Properties"]["Handler"]
+        handlers[logical] = handler.split(".", 1)[1]
+        arns[logical] = client("lambda").create_function(
+            FunctionName=logical,
+            Runtime="python3.13",
+            Role=role,
+            Code={"ZipFile": code.getvalue()},
+            Handler=handler,
+        )["FunctionArn"]
+    return arns, handlers
+
+
+def substituted(
+    machine: dict[str, Any], arns: dict[str, str], refs: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A state machine's ASL with its DefinitionSubstitutions filled in: the partition, function ARNs
+    (``!GetAtt X.Arn``) and ``refs`` for other ``!Ref`` values."""
+    definition = (ROOT / machine["DefinitionUri"]).read_text()
+    for variable, value in machine["DefinitionSubstitutions"].items():
+        if value == {"Ref": "AWS::Partition"}:
+            resolved = "aws"
+        elif "Ref" in value:
+            resolved = (refs or {})[value["Ref"]]
+        else:
+            resolved = arns[value["GetAtt"].split(".")[0]]
+        definition = definition.replace("${" + variable + "}", resolved)
+    return dict(json.loads(definition))
+
+
 def deploy_setup(
     client: Callable[[str], Any],
     template: dict[str, Any] | None = None,
@@ -58,30 +98,15 @@ def deploy_setup(
     launch document. Wait states last ``wait_seconds`` (the emulated agent and command answer at once)
     and Retry intervals ``retry_interval`` when given."""
     template = template if template is not None else load_template()
-    iam, lam = client("iam"), client("lambda")
-    role = iam.create_role(RoleName="regvault-setup-tasks", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("app.py", HANDLERS.read_text())
+    role = client("iam").create_role(RoleName="regvault-setup-tasks", AssumeRolePolicyDocument="{}")["Role"][
+        "Arn"
+    ]
     resources = template["Resources"]
-    arns, handlers = {}, {}
-    for logical, resource in resources.items():
-        if resource["Type"] == "AWS::Serverless::Function" and logical.startswith("Setup"):
-            handler = resource["Properties"]["Handler"]
-            handlers[logical] = handler.split(".", 1)[1]
-            arns[logical] = lam.create_function(
-                FunctionName=logical,
-                Runtime="python3.13",
-                Role=role,
-                Code={"ZipFile": code.getvalue()},
-                Handler=handler,
-            )["FunctionArn"]
-    machine = resources["SetupStateMachine"]["Properties"]
-    definition = (ROOT / machine["DefinitionUri"]).read_text()
-    for variable, value in machine["DefinitionSubstitutions"].items():
-        resolved = "aws" if value == {"Ref": "AWS::Partition"} else arns[value["GetAtt"].split(".")[0]]
-        definition = definition.replace("${" + variable + "}", resolved)
-    doc = json.loads(definition)
+    names = [
+        k for k, r in resources.items() if r["Type"] == "AWS::Serverless::Function" and k.startswith("Setup")
+    ]
+    arns, handlers = deploy_functions(client, resources, names, HANDLERS, role)
+    doc = substituted(resources["SetupStateMachine"]["Properties"], arns)
     for state in doc["States"].values():
         if state["Type"] == "Wait":
             state["Seconds"] = wait_seconds

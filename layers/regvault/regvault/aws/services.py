@@ -72,3 +72,16 @@ class StateMachine:
 
     def status(self, execution_arn: str) -> dict[str, Any]:
         return dict(self.client.describe_execution(executionArn=execution_arn))
+
+
+def reporting_ports(
+    bucket: str, reports_bucket: str, topic_arn: str | None
+) -> tuple[Any, Any, Notifier | None]:
+    """What the audit and GC Lambdas talk to: the registry bucket (a wide connection pool for parallel
+    reads), the reports bucket, and the alerts topic when one is configured."""
+    from regvault.aws.clients import s3_client
+    from regvault.aws.s3 import S3Store
+
+    registry = S3Store(bucket, s3_client(max_pool_connections=32))
+    reports = S3Store(reports_bucket, s3_client())
+    return registry, reports, Notifier(topic_arn) if topic_arn else None
