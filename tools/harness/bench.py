@@ -616,7 +616,8 @@ class Bench:
         """Run the simulated rows again into the last full run's results (its other rows, notes and
         generated-registry table kept): the simulation needs no emulator and changes with the code."""
         rows = json.loads((self.out / "results.json").read_text())
-        self.results.rows = [r for r in rows if r["benchmark"] != "audit_simulated"]
+        again = set(self.args.simulate_list)
+        self.results.rows = [r for r in rows if r["benchmark"] != "audit_simulated" or r["size"] not in again]
         elapsed = 0.0
         if (self.out / "notes.json").exists():
             meta = json.loads((self.out / "notes.json").read_text())
@@ -628,15 +629,16 @@ class Bench:
             if "## Notes" in text:
                 section = text.split("## Notes", 1)[1].split("\n## ", 1)[0]
                 self.results.notes = [line[2:] for line in section.splitlines() if line.startswith("- ")]
-        self.results.notes = [n for n in self.results.notes if "simulated rows were run again" not in n]
+        self.results.notes = [n for n in self.results.notes if "were run again on" not in n]
         for size in self.args.size_list:
             self.workloads[size] = synthetic(size, seed=self.args.seed)[1]
         for size in self.args.simulate_list:
             self.simulate(size)
         took = (time.perf_counter() - started) / 60
         self.results.notes.append(
-            f"The simulated rows were run again on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with "
-            f"--refresh-simulated ({took:.1f} min); every other row is from the full run."
+            f"The simulated rows at {', '.join(f'{n:,}' for n in sorted(again))} versions were run again on "
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC with --refresh-simulated ({took:.1f} min); every other "
+            "row is from the full run."
         )
         self.write(started, elapsed)
 
@@ -726,7 +728,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--refresh-simulated",
         action="store_true",
-        help="run only the simulated rows again, into --out's existing results (other rows kept)",
+        help="run the simulated rows of --simulate-sizes again, into --out's existing results",
     )
     args = parser.parse_args(argv)
     if args.smoke:
