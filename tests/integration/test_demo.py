@@ -24,7 +24,7 @@ PHRASES = (
     "skopeo pulled and verified team/multi:1",
     "9. regvault gc",
     "plan only: would sweep",
-    "run id",
+    "applied: run gc-",
     "after the GC (the index's children were kept)",
     "undone:",
     "10. regvault usage",
