@@ -195,10 +195,11 @@ class TagRules:
                         **where,
                     )
             else:
+                candidates = link_candidates(repo, tag)
                 older = [
                     v
                     for v in tag.current.data_versions[1:]
-                    if isinstance(self.links.resolve(tag.current, v, link_candidates(repo, tag)), Digest)
+                    if isinstance(self.links.resolve(tag.current, v, candidates), Digest)
                 ]
                 self.add(
                     "LINK_MALFORMED",

@@ -122,13 +122,38 @@ class RegistryModel:
         return sorted(self.repositories)
 
 
-def link_candidates(repo: RepositoryKeys, tag: TagKeys | None = None) -> list[Digest]:
+def link_candidates(repo: RepositoryKeys, tag: TagKeys | None = None) -> Candidates:
     """Digests a tag link in this repository can plausibly hold (its index entries, then revisions)."""
     seen: dict[Digest, None] = {}
     if tag is not None:
         seen.update(dict.fromkeys(tag.index))
     seen.update(dict.fromkeys(repo.revisions))
-    return list(seen)
+    return Candidates(seen)
+
+
+_ETAG_OF: dict[Digest, str] = {}  # a pure memo: a digest's link body, so its MD5, never changes
+
+
+def _link_etag(digest: Digest) -> str:
+    etag = _ETAG_OF.get(digest)
+    if etag is None:
+        etag = _ETAG_OF[digest] = digest.link_etag()
+    return etag
+
+
+class Candidates(list[Digest]):
+    """``link_candidates``' answer, which also finds a candidate by the ETag of its link body in one
+    lookup (a tag's history resolves every version of its link against the same candidates: hashing
+    each candidate again per version was quadratic in pushes per repository)."""
+
+    _index: dict[str, Digest] | None = None
+
+    def by_etag(self, etag: str) -> Digest | None:
+        if self._index is None:
+            self._index = {}
+            for digest in self:
+                self._index.setdefault(_link_etag(digest), digest)
+        return self._index.get(etag)
 
 
 def resolve_by_etag(version: ObjectVersion, candidates: Iterable[Digest]) -> Digest | None:
@@ -139,7 +164,10 @@ def resolve_by_etag(version: ObjectVersion, candidates: Iterable[Digest]) -> Dig
     """
     if version.is_delete_marker or not version.etag or "-" in version.etag:
         return None
-    for digest in candidates:
-        if version.size == LINK_SIZES.get(digest.algorithm) and version.etag == digest.link_etag():
-            return digest
+    if isinstance(candidates, Candidates):
+        hit = candidates.by_etag(version.etag)
+    else:
+        hit = next((d for d in candidates if _link_etag(d) == version.etag), None)
+    if hit is not None and version.size == LINK_SIZES.get(hit.algorithm):
+        return hit
     return None
