@@ -47,11 +47,28 @@ def audit_registry(
     """Audit the registry. With ``cache``: manifests read before are not read again, and what this audit
     read is saved for the next one. With ``sink``: the report is written there and ``alerts`` is told
     when errors were found. ``warn`` hears, before the audit starts, why the cache could not be used."""
+    return _cached_and_published(
+        lambda known: run_audit(store, layout, replace(request, manifest_cache=known), progress),
+        cache,
+        sink,
+        alerts,
+        warn,
+    )
+
+
+def _cached_and_published(
+    audit: Callable[[ManifestCache | None], AuditReport],
+    cache: ManifestCacheStore | None,
+    sink: ObjectStore | None,
+    alerts: Alerts | None,
+    warn: Callable[[str], None] | None,
+) -> AuditOutcome:
+    """Load the manifest cache, run ``audit`` with it, publish the report, save what the audit read."""
     loaded = cache.load() if cache is not None else None
     problem = loaded.problem if loaded is not None else None
     if problem and warn is not None:
         warn(problem)
-    report = run_audit(store, layout, replace(request, manifest_cache=loaded), progress)
+    report = audit(loaded)
     published = publish_report(report, sink, alerts) if sink is not None else None
     if cache is not None and loaded is not None:
         cache.save(loaded)
@@ -96,20 +113,19 @@ def reduce_audit_run(
     publish and save exactly as ``audit_registry`` does."""
     from regvault.audit.distributed import reduce_run
 
-    loaded = cache.load() if cache is not None else None
-    problem = loaded.problem if loaded is not None else None
-    if problem and warn is not None:
-        warn(problem)
-    report = reduce_run(
-        store,
-        layout,
-        plan.get("run"),  # type: ignore[arg-type]  # checked there
-        plan.get("shards"),  # type: ignore[arg-type]
-        plan.get("started_at"),  # type: ignore[arg-type]
-        replace(request, manifest_cache=loaded),
-        parts,
+    run, shards, started_at = plan.get("run"), plan.get("shards"), plan.get("started_at")  # checked there
+    return _cached_and_published(
+        lambda known: reduce_run(
+            store,
+            layout,
+            run,  # type: ignore[arg-type]
+            shards,  # type: ignore[arg-type]
+            started_at,  # type: ignore[arg-type]
+            replace(request, manifest_cache=known),
+            parts,
+        ),
+        cache,
+        sink,
+        alerts,
+        warn,
     )
-    published = publish_report(report, sink, alerts) if sink is not None else None
-    if cache is not None and loaded is not None:
-        cache.save(loaded)
-    return AuditOutcome(report, published, problem)
