@@ -24,7 +24,7 @@ from regvault.audit.posture import posture_findings
 from regvault.errors import InvalidInput
 from regvault.images.closure import Planner
 from regvault.images.manifest_cache import ManifestCache
-from regvault.images.sources import LinkReader, ManifestSource, is_live
+from regvault.images.sources import LinkReader, ManifestSource
 from regvault.storage.inventory import Inventory, repository_bounds, walk, walk_shards
 from regvault.storage.layout import RegistryLayout
 from regvault.storage.model import RegistryModel
@@ -163,12 +163,7 @@ def audit_inventory(
     model = RegistryModel(inventory, layout)
     manifests = ManifestSource(store, model, request.manifest_cache)
     # prefetch in parallel: every live revision, then the children they reference, then history
-    live_revisions = {d for r in model.repositories.values() for d, h in r.revisions.items() if is_live(h)}
-    manifests.prefetch(live_revisions, request.workers)
-    children = {
-        c.digest for read in list(manifests.cache.values()) if read.manifest for c in read.manifest.children
-    }
-    manifests.prefetch(children, request.workers)
+    manifests.prefetch_live(request.workers)
     historical = {d for r in model.repositories.values() for d in r.revisions} | {
         d for r in model.repositories.values() for t in r.tags.values() for d in t.index
     }

@@ -11,7 +11,7 @@ from regvault.errors import InvalidInput
 from regvault.garbage.apply import apply_gc, apply_undo, new_run_id, plan_undo, read_run
 from regvault.garbage.mark import Marked, mark
 from regvault.garbage.plan import GcPlan, plan_sweep
-from regvault.images.sources import LinkReader, ManifestSource, is_live
+from regvault.images.sources import LinkReader, ManifestSource
 from regvault.storage.inventory import walk
 from regvault.storage.layout import RegistryLayout
 from regvault.storage.model import RegistryModel
@@ -59,12 +59,7 @@ def plan_gc(store: RegistryStore, layout: RegistryLayout, request: GcRequest) ->
         raise layout.no_registry(store.bucket)
     model = RegistryModel(inventory, layout)
     manifests = ManifestSource(store, model)
-    live = {d for r in model.repositories.values() for d, h in r.revisions.items() if is_live(h)}
-    manifests.prefetch(live, request.workers)
-    children = {
-        c.digest for read in list(manifests.cache.values()) if read.manifest for c in read.manifest.children
-    }
-    manifests.prefetch(children, request.workers)
+    manifests.prefetch_live(request.workers)
     cutoff = request.now - request.grace
     marked = mark(model, manifests, LinkReader(store), delete_untagged=request.delete_untagged, cutoff=cutoff)
     plan = plan_sweep(model, marked, delete_untagged=request.delete_untagged, cutoff=cutoff)

@@ -98,6 +98,15 @@ class ManifestSource:
                 return read
         return None
 
+    def prefetch_live(self, workers: int) -> None:
+        """Read, in parallel, every live revision of every repository, then the children they reference."""
+        repositories = self.model.repositories.values()
+        self.prefetch({d for r in repositories for d, h in r.revisions.items() if is_live(h)}, workers)
+        children = {
+            c.digest for read in list(self.cache.values()) if read.manifest for c in read.manifest.children
+        }
+        self.prefetch(children, workers)
+
     def prefetch(self, digests: Iterable[Digest], workers: int, historical: bool = False) -> None:
         jobs = []
         for digest in set(digests):
