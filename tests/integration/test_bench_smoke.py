@@ -14,6 +14,8 @@ SIMULATED = {
     "projected_wall_s_one_lambda_2ms",
     "projected_wall_s_distributed_2ms",
 }
+GC = {"objects_freed", "bytes_freed", "tags_pulling", "referrers_pulling"}
+HIGHER_IS_BETTER = {"throughput_mib_s", *GC}
 
 
 def test_bench_smoke_writes_consistent_results(tmp_path):
@@ -36,14 +38,17 @@ def test_bench_smoke_writes_consistent_results(tmp_path):
         "audit_sharded_vs_gc",
         "audit_sharded_vs_gc_2ms",
         "audit_simulated",
+        "gc_vs_distribution",
+        "gc_vs_distribution_2ms",
     } <= names
     for r in rows:
         assert {"benchmark", "metric", "size", "regvault", "peer", "ratio"} <= set(r)
-        assert r["metric"] in (METRICS | SIMULATED if r["benchmark"] == "audit_simulated" else METRICS), r
+        allowed = {"audit_simulated": METRICS | SIMULATED, "gc_vs_distribution": METRICS | GC}
+        assert r["metric"] in allowed.get(r["benchmark"].removesuffix("_2ms"), METRICS), r
         assert r["regvault"] > 0 and r["size"] > 0
-        if r["peer"] is not None:
+        if r["peer"]:
             expected = (
-                r["regvault"] / r["peer"] if r["metric"] == "throughput_mib_s" else r["peer"] / r["regvault"]
+                r["regvault"] / r["peer"] if r["metric"] in HIGHER_IS_BETTER else r["peer"] / r["regvault"]
             )
             assert math.isclose(r["ratio"], expected, rel_tol=0.01, abs_tol=0.0006)  # ratios have 3 decimals
     by = {(r["benchmark"], r["metric"]): r for r in rows}
@@ -76,6 +81,17 @@ def test_bench_smoke_writes_consistent_results(tmp_path):
     simulated = {m: r for (b, m), r in by.items() if b == "audit_simulated"}
     assert simulated.keys() >= SIMULATED | {"s3_requests", "cpu_us_per_version"}
     assert simulated["s3_requests"]["listing"] >= 256 + 37 and simulated["part_mb_total"]["regvault"] > 0
+    # the GC comparison: both collectors freed something on the same registry; regvault's left every tag
+    # and every referrer of a tagged image pulling through the real registry; distribution's, which
+    # knows nothing of referrers, swept the signatures
+    gc = {m: r for (b, m), r in by.items() if b == "gc_vs_distribution"}
+    assert gc.keys() >= GC | {"wall_s", "s3_requests"}
+    assert gc["objects_freed"]["regvault"] > 0 and gc["objects_freed"]["peer"] > 0
+    assert gc["tags_pulling"]["regvault"] == gc["tags_pulling"]["tags"] > 0
+    assert gc["referrers_pulling"]["regvault"] == gc["referrers_pulling"]["referrers"] > 0
+    assert gc["referrers_pulling"]["peer"] < gc["referrers_pulling"]["referrers"]
+    assert gc["s3_requests"]["regvault_by_api"]["DeleteObject"] >= gc["objects_freed"]["regvault"]
+    assert by[("gc_vs_distribution_2ms", "objects_freed")]["regvault"] == gc["objects_freed"]["regvault"]
     # RESULTS.md names the machine, the command, the goals; the plot is a PNG
     text = (tmp_path / "RESULTS.md").read_text()
     for heading in (

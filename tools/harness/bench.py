@@ -80,7 +80,7 @@ class Results:
         **extra: Any,
     ) -> None:
         ratio = None
-        if peer is not None and regvault:
+        if peer is not None and regvault and (peer or not higher_is_better):
             ratio = regvault / peer if higher_is_better else peer / regvault
         self.rows.append(
             {
@@ -194,6 +194,7 @@ class Bench:
         self.workloads: dict[int, Workload] = {}
         self.targets: dict[int, tuple[str, str, str] | None] = {}
         self.versions: dict[int, int] = {}  # size asked -> object versions the registry holds
+        self.gc_workloads: dict[int, Workload] = {}  # the GC comparison's registries (with referrers)
 
     def log(self, message: str) -> None:
         print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message}", file=sys.stderr, flush=True)
@@ -387,6 +388,85 @@ class Bench:
             f"{gc.total_requests:,} requests x {suffix} sent one at a time = {projected.wall_s:.0f} s "
             "(rows marked projected)."
         )
+
+    # --- regvault gc vs docker-registry garbage-collect --delete-untagged ----------------------------
+
+    def gc_vs_distribution(self, size: int) -> None:
+        """Both collectors, each on a fresh copy of the same generated registry (indexes, OCI referrers,
+        weekly plain GC so untagged manifests pile up): objects and bytes freed, S3 requests, wall time,
+        and what still pulls afterwards through the real registry (every tag, every referrer of a
+        tagged image), in the emulator and through the latency proxy."""
+        path = self.workdir / f"registry-gc-{size}.pickle"
+        self.log(f"gc vs distribution at {size:,} versions: generating (indexes, referrers)")
+        sim, workload = synthetic(size, seed=self.args.seed, collect_untagged=False, referrers=0.15)
+        versions = write_preload(path, BUCKET, sim.ops)
+        tags, referrers = sim.tagged()
+        del sim
+        extra: dict[str, Any] = {"versions": versions, "tags": len(tags), "referrers": len(referrers)}
+        delays = [0.0] + ([self.args.latency_ms / 1000] if self.args.latency_ms > 0 else [])
+        for delay in delays:
+            suffix = f"_{self.args.latency_ms:g}ms" if delay else ""
+            runs: dict[str, tuple[Run, dict[str, int]]] = {}
+            for tool in ("distribution", "regvault"):
+                name = f"gc-{tool}-{size}{suffix}"
+                with Supervisor(self.workdir / name) as supervisor:
+                    supervisor.workdir.mkdir(exist_ok=True)
+                    emulator = S3Emulator(supervisor, preload=path)
+                    log = EmulatorLog(supervisor.workdir / "emulator.log")
+                    proxy = LatencyProxy(emulator.endpoint_url, delay) if delay else None
+                    try:
+                        before = current_objects(emulator.endpoint_url)
+                        if tool == "distribution":
+                            config = self.gc_config(supervisor, proxy or emulator, f"config-{name}")
+                            log.mark()
+                            if proxy:
+                                proxy.take_counts()
+                            run = measure(
+                                [registry_binary(), "garbage-collect", "--delete-untagged", str(config)],
+                                RegistryServer.env(),
+                            )
+                            if run.returncode != 0:
+                                raise RuntimeError(f"garbage-collect failed: {run.stderr[-2000:]}")
+                            run.requests = proxy.take_counts() if proxy else log.since_mark()
+                        else:
+                            env = self.env_for(proxy.endpoint_url if proxy else emulator.endpoint_url)
+                            argv = ["gc", "--delete-untagged", "--apply", "--format", "json"]
+                            run = _regvault([*argv, "--workers", str(self.args.workers)], env, self.workdir)
+                            if run.returncode != 0:
+                                raise RuntimeError(f"regvault gc failed: {run.stderr[-2000:]}")
+                    finally:
+                        if proxy:
+                            proxy.close()
+                    after = current_objects(emulator.endpoint_url)
+                    figures = {
+                        "objects_freed": before[0] - after[0],
+                        "bytes_freed": before[1] - after[1],
+                    }
+                    if not delay:  # what still pulls: the same outcome whatever the latency
+                        (supervisor.workdir / "serve").mkdir(exist_ok=True)
+                        server = RegistryServer(
+                            supervisor, supervisor.workdir / "serve", emulator, BUCKET, auth=False
+                        )
+                        figures["tags_pulling"], figures["referrers_pulling"] = pull_all(
+                            server, tags, referrers, self.args.workers
+                        )
+                    runs[tool] = (run, figures)
+                self.log(
+                    f"  {tool}{suffix}: {run.wall_s:.1f}s, {run.total_requests} requests, "
+                    + ", ".join(f"{k} {v:,}" for k, v in figures.items())
+                )
+            (ours, mine), (peer, theirs) = runs["regvault"], runs["distribution"]
+            bench, r = f"gc_vs_distribution{suffix}", self.results
+            r.add(bench, "wall_s", size, ours.wall_s, peer.wall_s, **extra)
+            r.add(
+                bench, "s3_requests", size, ours.total_requests, peer.total_requests,
+                regvault_by_api=dict(ours.requests), peer_by_api=dict(peer.requests),
+            )  # fmt: skip
+            r.add(bench, "peak_rss_mb", size, ours.peak_rss_mb, peer.peak_rss_mb)
+            for metric in mine:
+                r.add(bench, metric, size, mine[metric], theirs[metric], higher_is_better=True, **extra)
+            if not delay:
+                self.gc_workloads[size] = workload
 
     # --- the audit on a simulated registry (no emulator): sizes no emulator holds -------------------
 
@@ -610,34 +690,42 @@ class Bench:
         (self.out / "results.json").write_text(json.dumps(self.results.rows, indent=1) + "\n")
         meta = {"notes": self.results.notes, "elapsed_s": elapsed}
         (self.out / "notes.json").write_text(json.dumps(meta, indent=1) + "\n")
-        render(self.results, self.args, self.out, machine(), elapsed, self.workloads)
+        render(self.results, self.args, self.out, machine(), elapsed, self.workloads, self.gc_workloads)
 
-    def refresh_simulated(self, started: float) -> None:
-        """Run the simulated rows again into the last full run's results (its other rows, notes and
-        generated-registry table kept): the simulation needs no emulator and changes with the code."""
+    def refresh(self, started: float, what: str) -> None:
+        """Run one group of rows again into the last full run's results (its other rows, notes and
+        generated-registry table kept): ``simulated`` (no emulator; changes with the code) or ``gc``."""
         rows = json.loads((self.out / "results.json").read_text())
-        again = set(self.args.simulate_list)
-        self.results.rows = [r for r in rows if r["benchmark"] != "audit_simulated" or r["size"] not in again]
+        if what == "simulated":
+            again = set(self.args.simulate_list)
+            self.results.rows = [
+                r for r in rows if r["benchmark"] != "audit_simulated" or r["size"] not in again
+            ]
+        else:
+            again = set(self.args.gc_list)
+            self.results.rows = [
+                r
+                for r in rows
+                if not r["benchmark"].startswith("gc_vs_distribution") or r["size"] not in again
+            ]
         elapsed = 0.0
         if (self.out / "notes.json").exists():
             meta = json.loads((self.out / "notes.json").read_text())
             self.results.notes, elapsed = list(meta["notes"]), float(meta["elapsed_s"])
-        else:  # a run from before notes.json: its notes and time from RESULTS.md
-            text = (self.out / "RESULTS.md").read_text()
-            found = re.search(r"in ([0-9.]+) min", text)
-            elapsed = float(found.group(1)) * 60 if found else 0.0
-            if "## Notes" in text:
-                section = text.split("## Notes", 1)[1].split("\n## ", 1)[0]
-                self.results.notes = [line[2:] for line in section.splitlines() if line.startswith("- ")]
-        self.results.notes = [n for n in self.results.notes if "were run again on" not in n]
+        self.results.notes = [n for n in self.results.notes if f"The {what} rows at" not in n]
         for size in self.args.size_list:
             self.workloads[size] = synthetic(size, seed=self.args.seed)[1]
-        for size in self.args.simulate_list:
-            self.simulate(size)
+        if what != "gc":
+            for size in {r["size"] for r in self.results.rows if r["benchmark"] == "gc_vs_distribution"}:
+                self.gc_workloads[size] = synthetic(
+                    size, seed=self.args.seed, collect_untagged=False, referrers=0.15
+                )[1]
+        for size in sorted(again):
+            self.simulate(size) if what == "simulated" else self.gc_vs_distribution(size)
         took = (time.perf_counter() - started) / 60
         self.results.notes.append(
-            f"The simulated rows at {', '.join(f'{n:,}' for n in sorted(again))} versions were run again on "
-            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC with --refresh-simulated ({took:.1f} min); every other "
+            f"The {what} rows at {', '.join(f'{n:,}' for n in sorted(again))} versions were run again on "
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC with --refresh {what} ({took:.1f} min); every other "
             "row is from the full run."
         )
         self.write(started, elapsed)
@@ -661,6 +749,48 @@ def restore_target(ops: list[Any], when: float) -> tuple[str, str, str] | None:
         return None
     (repo, tag), _ = max(changed.items(), key=lambda item: (item[1], item[0]))
     return repo, tag, datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def current_objects(endpoint: str) -> tuple[int, int]:
+    """(count, bytes) of the registry's current objects (regvault's own run record and lease, under
+    ``regvault/``, left out), listed straight from the emulator."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name="us-east-1",
+    )
+    count = size = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=LAYOUT.prefix):
+        for item in page.get("Contents", []):
+            count += 1
+            size += int(item["Size"])
+    return count, size
+
+
+def pull_all(
+    server: RegistryServer, tags: list[tuple[str, str]], referrers: list[tuple[str, str]], workers: int
+) -> tuple[int, int]:
+    """How many tags, and referrers (by digest), pull whole through the real registry: manifest, index
+    children and every blob, each digest checked (harness.distclient)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness.distclient import DistributionClient, DistributionError
+
+    client = DistributionClient(server.address, server.user, server.password)
+
+    def pulls(ref: tuple[str, str]) -> bool:
+        try:
+            client.pull(*ref)
+        except DistributionError:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return sum(pool.map(pulls, tags)), sum(pool.map(pulls, referrers))
 
 
 def machine() -> dict[str, str]:
@@ -726,9 +856,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="bench")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
     parser.add_argument(
-        "--refresh-simulated",
-        action="store_true",
-        help="run the simulated rows of --simulate-sizes again, into --out's existing results",
+        "--refresh",
+        choices=("simulated", "gc"),
+        help="run only these rows again (the simulated audit at --simulate-sizes, or the GC comparison "
+        "at --gc-sizes) into --out's existing results",
+    )
+    parser.add_argument(
+        "--gc-sizes", default="10000,100000", help="sizes the GC comparison (gc_vs_distribution) runs at"
     )
     args = parser.parse_args(argv)
     if args.smoke:
@@ -736,9 +870,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.latency_ms, args.latency_max_versions = 2.0, 600
         args.deep_blobs, args.deep_blob_mib = 2, 1
         args.simulate_sizes, args.latency_regvault_max_versions = "2000", 0
+        args.gc_sizes = "600"
     args.size_list = [int(s) for s in str(args.sizes).split(",") if s]
     args.restore_list = [int(s) for s in str(args.restore_sizes).split(",") if s]
     args.simulate_list = [int(s) for s in str(args.simulate_sizes).split(",") if s]
+    args.gc_list = [int(s) for s in str(args.gc_sizes).split(",") if s]
     return args
 
 
@@ -746,9 +882,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     bench = Bench(args)
     started = time.perf_counter()
-    if args.refresh_simulated:
+    if args.refresh:
         try:
-            bench.refresh_simulated(started)
+            bench.refresh(started, args.refresh)
         finally:
             shutil.rmtree(bench.workdir, ignore_errors=True)
         return 0
@@ -757,6 +893,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.audit_vs_gc(size)
         for size in args.restore_list:
             bench.restore_vs_pit(size)
+        for size in args.gc_list:
+            bench.gc_vs_distribution(size)
         bench.deep_vs_hashlib()
         for size in args.simulate_list:
             bench.simulate(size)

@@ -18,6 +18,8 @@ GOAL_SPEEDUP_1M = 3.0
 GOAL_RSS_1M_MB = 200.0
 GOAL_CPU_US = 50.0
 GOAL_SPEEDUP_PROXY = 15.0
+# issue 15: regvault gc vs garbage-collect --delete-untagged, through the 20 ms proxy
+GOAL_GC_SPEEDUP = 10.0
 
 
 def _fmt(value: Any) -> str:
@@ -111,6 +113,26 @@ def goals(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool | None]]:
             lambda r: f"{r['ratio']:.1f}x ({r['regvault']:.1f} vs {r['peer']:.0f} s)",
         )
     check(
+        f"gc: ≥ {GOAL_GC_SPEEDUP:g}x faster than garbage-collect --delete-untagged, 20 ms per request",
+        _rows(rows, "gc_vs_distribution_20ms", "wall_s"),
+        lambda r: r["ratio"] >= GOAL_GC_SPEEDUP,
+        lambda r: f"{r['size']:,}: {r['ratio']:.1f}x ({r['regvault']:.1f} vs {r['peer']:.0f} s)",
+    )
+    check(
+        "gc: 0 broken tags afterwards (every tag and every referrer of a tagged image pulls)",
+        _rows(rows, "gc_vs_distribution", "tags_pulling"),
+        lambda r: (
+            r["regvault"] == r["tags"]
+            and _one(rows, "gc_vs_distribution", "referrers_pulling", r["size"])["regvault"] == r["referrers"]
+        ),
+        lambda r: (
+            f"{r['size']:,}: {r['regvault']:.0f}/{r['tags']} tags and "
+            f"{_one(rows, 'gc_vs_distribution', 'referrers_pulling', r['size'])['regvault']:.0f}/"
+            f"{r['referrers']} referrers pull (garbage-collect: {r['peer']:.0f} tags, "
+            f"{_one(rows, 'gc_vs_distribution', 'referrers_pulling', r['size'])['peer']:.0f} referrers)"
+        ),
+    )
+    check(
         f"deep verify: ≥ {GOAL_DEEP}x plain hashlib.sha256 throughput",
         _rows(rows, "deep_vs_hashlib", "throughput_mib_s"),
         lambda r: r["ratio"] >= GOAL_DEEP,
@@ -131,6 +153,10 @@ def goals(rows: list[dict[str, Any]]) -> list[tuple[str, str, bool | None]]:
             lambda r: f"{r['size']:,}: {r['ratio']:,.1f}x ({r['regvault']:,.0f} vs {r['peer']:,.0f})",
         )
     return out
+
+
+def _one(rows: list[dict[str, Any]], benchmark: str, metric: str, size: int) -> dict[str, Any]:
+    return next(r for r in _rows(rows, benchmark, metric) if r["size"] == size)
 
 
 def audit_benches(rows: list[dict[str, Any]]) -> list[str]:
@@ -205,6 +231,7 @@ def render(
     machine: dict[str, str],
     elapsed: float,
     workloads: dict[int, Any],
+    gc_workloads: dict[int, Any] | None = None,
 ) -> None:
     rows = results.rows
     plot(rows, out / "bench.png")
@@ -218,7 +245,7 @@ def render(
         f"--gc-max-versions {args.gc_max_versions} --latency-ms {args.latency_ms:g} "
         f"--latency-max-versions {args.latency_max_versions} "
         f"--latency-regvault-max-versions {args.latency_regvault_max_versions} "
-        f"--simulate-sizes {args.simulate_sizes} --deep-blobs {args.deep_blobs} "
+        f"--simulate-sizes {args.simulate_sizes} --gc-sizes {args.gc_sizes} --deep-blobs {args.deep_blobs} "
         f"--deep-blob-mib {args.deep_blob_mib} --workers {args.workers} --seed {args.seed}",
         "```",
         "",
@@ -266,6 +293,22 @@ def render(
             f"| {size:,} | {d['versions']:,} | {d['pushes']:,} | {d['indexes']:,} | {d['deletes']:,} | "
             f"{d['collections']:,} | {d['manifests']:,} | {len(d['repositories']):,} |"
         )
+    if gc_workloads:
+        lines += [
+            "",
+            "The GC comparison's registries: the same generator with a signature (an OCI referrer, pushed",
+            "by digest) after 15% of pushes and weekly `garbage-collect` *without* `--delete-untagged`, so",
+            "untagged manifests (overwritten tags, index children, signatures) wait for the compared run.",
+            "",
+            "| size asked | object versions | pushes | indexes | referrers | manifests | repositories |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for size, w in sorted(gc_workloads.items()):
+            d = asdict(w)
+            lines.append(
+                f"| {size:,} | {d['versions']:,} | {d['pushes']:,} | {d['indexes']:,} | {d['referrers']:,} "
+                f"| {d['manifests']:,} | {len(d['repositories']):,} |"
+            )
     sections = [
         (b, f"Audit vs `docker-registry garbage-collect --dry-run`: {describe(b)}")
         for b in audit_benches(rows)
@@ -274,6 +317,10 @@ def render(
     sections += [
         (b, f"Restore vs s3-pit-restore: {b.removeprefix('restore_vs_pit_').replace('_', ', ')}")
         for b in sorted({r["benchmark"] for r in rows if r["benchmark"].startswith("restore_vs_pit")})
+    ]
+    sections += [
+        ("gc_vs_distribution", GC_TITLE + "emulator"),
+        ("gc_vs_distribution_20ms", GC_TITLE + "20 ms per request"),
     ]
     sections += [("deep_vs_hashlib", "Deep verify vs plain hashlib.sha256 (size = bytes)")]
     sections += [("audit_simulated", SIMULATED)]
@@ -340,6 +387,13 @@ READING = """
   workers (one Lambda: 8 threads; distributed: the slowest key range, then the reduce's reads).
 """
 
+
+GC_TITLE = (
+    "`regvault gc --delete-untagged --apply` vs `docker-registry garbage-collect --delete-untagged` "
+    "(each on a fresh copy of the same registry: indexes, OCI referrers, no earlier untagged sweep; "
+    "freed = current objects and bytes before minus after; pulling = through the real registry "
+    "afterwards, every digest checked): "
+)
 
 SIMULATED = (
     "Simulated audit (no emulator: harness.simstore serves a generated registry from memory) — "

@@ -26,6 +26,7 @@ right size, not Go's serialized hash state. Multi-chunk (> 5 MiB) uploads are no
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import pickle
 import random
@@ -99,6 +100,7 @@ class RegistrySimulator:
         self.tags: dict[str, dict[str, str]] = {}  # repo -> tag -> current digest
         self.tag_index: dict[str, dict[str, set[str]]] = {}  # repo -> tag -> live index links
         self.manifests: dict[str, Image] = {}
+        self.referrers: list[tuple[str, str, str]] = []  # (repo, referrer digest, subject digest)
 
     # --- writes ------------------------------------------------------------------------------------
 
@@ -172,6 +174,31 @@ class RegistrySimulator:
         for blob in image.blobs:
             self._blob_into(repo, blob)
         self._put_manifest(repo, image, tag)
+
+    def push_referrer(self, repo: str, artifact: Image) -> None:
+        """An OCI 1.1 referrer (a signature, an SBOM: a manifest with ``subject``) PUT by digest,
+        untagged, as the second client (``harness.distclient.push_referrer``) pushes one."""
+        for blob in artifact.blobs:
+            self._blob_into(repo, blob)
+        self._put_manifest(repo, artifact, None)
+        subject = json.loads(artifact.manifest.data)["subject"]["digest"]
+        self.referrers.append((repo, artifact.digest, subject))
+
+    def tagged(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The live tags (repo, tag), and the referrers (repo, digest) about a manifest a live tag reaches
+        (itself or an index's child): what any GC must leave pullable."""
+        tags = sorted((repo, tag) for repo, by_tag in self.tags.items() for tag in by_tag)
+        reached: set[tuple[str, str]] = set()
+        for repo, by_tag in self.tags.items():
+            for digest in by_tag.values():
+                reached.add((repo, digest))
+                reached.update((repo, child.digest) for child in self.manifests[digest].children)
+        referrers = sorted(
+            (repo, digest)
+            for repo, digest, subject in self.referrers
+            if (repo, subject) in reached and digest in self.revisions.get(repo, set())
+        )
+        return tags, referrers
 
     # --- delete and garbage-collect ------------------------------------------------------------------
 
@@ -247,6 +274,24 @@ def oci_image(rng: random.Random, layers: list[Blob], arch: str = "amd64", label
     return Image(Blob(json.dumps(manifest).encode()), tuple([*layers, config]))
 
 
+def oci_referrer(rng: random.Random, subject: Image, artifact_type: str) -> Image:
+    """An OCI 1.1 artifact about ``subject``: empty config, one payload layer, ``subject`` set."""
+    import json
+
+    empty, payload = Blob(b"{}"), Blob(rng.randbytes(rng.randint(64, 256)))
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty.digest, "size": 2},
+        "layers": [
+            {"mediaType": "application/octet-stream", "digest": payload.digest, "size": len(payload.data)}
+        ],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject.digest, "size": len(subject.manifest.data)},
+    }
+    return Image(Blob(json.dumps(manifest).encode()), (payload, empty))
+
+
 def oci_index(children: list[tuple[Image, str]]) -> Image:
     import json
 
@@ -280,13 +325,23 @@ class Workload:
     start: float
     end: float
     manifests: int
+    referrers: int = 0
 
 
 def synthetic(
-    target_versions: int, seed: int = 7, root: str = "", end: datetime | None = None
+    target_versions: int,
+    seed: int = 7,
+    root: str = "",
+    end: datetime | None = None,
+    *,
+    collect_untagged: bool = True,
+    referrers: float = 0.0,
 ) -> tuple[RegistrySimulator, Workload]:
     """A registry history of about ``target_versions`` object versions: pushes on shared base layers,
-    tag overwrites, multi-arch indexes, manifest deletes and weekly ``garbage-collect --delete-untagged``."""
+    tag overwrites, multi-arch indexes, manifest deletes and weekly ``garbage-collect`` (with
+    ``--delete-untagged`` unless ``collect_untagged`` is false). With ``referrers`` > 0, that share of
+    pushes is followed by an OCI referrer (a signature) about the pushed manifest; at 0 the history is
+    the same as before the option existed (no extra random draws)."""
     rng = random.Random(seed)  # noqa: S311 - reproducible data, not secrets
     random.seed(seed)  # upload UUIDs
     per_push = 33  # measured: versions written by an average push of this workload
@@ -301,7 +356,7 @@ def synthetic(
     bases = [
         [Blob(rng.randbytes(rng.randint(256, 1024))) for _ in range(rng.randint(1, 3))] for _ in range(6)
     ]
-    pushes = indexes = deletes = collections = 0
+    pushes = indexes = deletes = collections = signed = 0
     next_gc = start + 7 * 86400
     midpoint = start + span / 2
     while len(sim.ops) < target_versions:
@@ -324,13 +379,18 @@ def synthetic(
             image = oci_image(rng, [*base, *own], "amd64", repo)
         sim.push(repo, tag, image)
         pushes += 1
+        if referrers and rng.random() < referrers:
+            sim.push_referrer(
+                repo, oci_referrer(rng, image, "application/vnd.dev.cosign.simplesigning.v1+json")
+            )
+            signed += 1
         if rng.random() < 0.03 and sim.tags.get(repo):
             victim = rng.choice(sorted(sim.tags[repo]))
             sim.delete_manifest(repo, sim.tags[repo][victim])
             deletes += 1
         sim.advance(step * rng.uniform(0.5, 1.5))
         if sim.clock >= next_gc:
-            sim.garbage_collect(delete_untagged=True)
+            sim.garbage_collect(delete_untagged=collect_untagged)
             collections += 1
             next_gc += 7 * 86400
     workload = Workload(
@@ -344,6 +404,7 @@ def synthetic(
         start=start,
         end=sim.clock,
         manifests=len(sim.manifests),
+        referrers=signed,
     )
     return sim, workload
 
