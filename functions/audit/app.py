@@ -9,7 +9,6 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from regvault.audit.run import AuditRequest
 from regvault.audit.usecase import audit_registry, choose_mode
 from regvault.aws.clients import client
 from regvault.aws.s3 import S3Store
@@ -48,7 +47,7 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     outcome = audit_registry(
         registry,
         RegistryLayout(SETTINGS.root),
-        AuditRequest(deep=event.deep, sample=event.sample),
+        SETTINGS.audit_request(event.deep, event.sample),
         # manifest versions the previous audit read are not read again (S3 versions never change)
         cache=ReportsBucketCache.of(reports, SETTINGS.bucket, SETTINGS.root),
         sink=reports,

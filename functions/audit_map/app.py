@@ -53,7 +53,7 @@ def reduce(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         registry,
         LAYOUT,
         event.model_dump(include={"run", "shards", "started_at"}),
-        AuditRequest(deep=event.options.deep, sample=event.options.sample),
+        SETTINGS.audit_request(event.options.deep, event.options.sample),
         parts=reports,
         cache=ReportsBucketCache.of(reports, SETTINGS.bucket, SETTINGS.root),
         sink=reports,

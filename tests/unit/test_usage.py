@@ -92,3 +92,35 @@ def test_usage_writes_nothing(registry, s3, bucket):
     before = _bucket_bytes(s3, bucket), s3.list_object_versions(Bucket=bucket)["Versions"]
     registry_usage(S3Store(bucket, s3), RegistryLayout(""), UsageRequest())
     assert (_bucket_bytes(s3, bucket), s3.list_object_versions(Bucket=bucket)["Versions"]) == before
+
+
+def test_the_audit_report_carries_usage_from_its_own_listing(registry):
+    from regvault.audit.run import AuditRequest
+    from regvault.audit.usecase import audit_registry
+    from regvault.reports.render import to_html, to_markdown
+
+    store, layout, _ = registry
+    # When the audit runs, with and without its usage section
+    without = S3Store(store.bucket, store.client)
+    plain = audit_registry(without, layout, AuditRequest(usage=False)).report
+    counted = S3Store(store.bucket, store.client)
+    report = audit_registry(counted, layout, AuditRequest(price_region="eu-central-1")).report
+    # Then its usage equals what `regvault usage` computes, per repository and in total
+    alone = registry_usage(store, layout, UsageRequest(region="eu-central-1"))
+    assert report.usage is not None and plain.usage is None
+    assert report.usage["repositories"] == alone["repositories"]
+    for name in ("stored_current_bytes", "stored_noncurrent_bytes", "orphan_blob_bytes", "live_bytes"):
+        assert report.usage["totals"][name] == alone["totals"][name], name
+    assert report.usage["price"]["source"] == "S3 Standard, eu-central-1"
+    # at no extra request: the same listing and manifest reads as the audit without it
+    assert report.summary["s3_requests"] == plain.summary["s3_requests"]
+    # the JSON carries it, the Markdown has a table, the HTML a chart with one bar per repository
+    assert report.as_dict()["usage"]["repositories"]["app"] == alone["repositories"]["app"]
+    assert "usage" not in plain.as_dict()
+    markdown = to_markdown(report)
+    assert "## Storage and cost" in markdown and "| app |" in markdown.split("## Storage and cost")[1]
+    page = to_html(report)
+    chart = page.split('aria-label="storage per repository"')[1].split("</svg>")[0]
+    assert all(f">{name}</text>" in chart for name in ("app", "multi", "other"))
+    assert "app: unique" in chart and "history only" in chart
+    assert "Storage and cost" not in to_html(plain)

@@ -143,6 +143,7 @@ class AuditReport:
     findings: list[Finding]
     tags: list[TagReport]
     recovery_window_days: int | None = None
+    usage: dict[str, Any] | None = None  # regvault.usage's document: storage and cost per repository
 
     @property
     def errors(self) -> int:
@@ -162,4 +163,5 @@ class AuditReport:
             "recovery_window_days": self.recovery_window_days,
             "findings": [f.as_dict() for f in self.findings],
             "tags": [t.as_dict() for t in self.tags],
+            **({"usage": self.usage} if self.usage is not None else {}),
         }

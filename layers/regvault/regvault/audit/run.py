@@ -78,6 +78,10 @@ class AuditRequest:
     # False: an upload folder's versions are not listed past a page (its live keys are); True: every version
     upload_versions: bool = False
     manifest_cache: ManifestCache | None = None  # manifest versions read by an earlier audit
+    # storage and cost per repository (regvault.usage) from the audit's own listing and manifests
+    usage: bool = True
+    price_region: str | None = None  # the bucket's region, for the S3 price table
+    price_gb_month: float | None = None  # a price instead of the table's
 
     def __post_init__(self) -> None:
         if not 0.0 < self.sample <= 1.0:
@@ -171,7 +175,8 @@ def audit_inventory(
     if progress:
         progress("reading manifests", len(manifests.cache), len(manifests.cache))
     options = AuditOptions(grace=request.grace, workers=request.workers)
-    findings, tags, window = audit_model(model, manifests, LinkReader(store), posture, options)
+    links = LinkReader(store)
+    findings, tags, window = audit_model(model, manifests, links, posture, options)
     blobs_hashed = bytes_hashed = 0
     if request.deep:
         deep_findings, blobs_hashed, bytes_hashed = deep_verify(
@@ -185,6 +190,21 @@ def audit_inventory(
             else None,
         )
         findings = sorted(findings + deep_findings, key=finding_order)
+    usage = None
+    if request.usage:
+        from regvault.usage.usecase import usage_of_model
+
+        usage = usage_of_model(
+            model,
+            manifests,
+            links,
+            window,
+            started,
+            region=request.price_region,
+            price_gb_month=request.price_gb_month,
+        )
+        # upload folders the walk did not list version by version: their noncurrent scratch is not counted
+        usage["totals"]["upload_folders_not_listed"] = inventory.scratch_folders_skipped
     finished = datetime.now(UTC)
     summary = {
         "repositories": len(model.repositories),
@@ -206,4 +226,4 @@ def audit_inventory(
         "bytes_verified": bytes_hashed,
         "duration_s": round((finished - started).total_seconds(), 3),
     }
-    return AuditReport(store.bucket, layout.root, started, finished, summary, findings, tags, window)
+    return AuditReport(store.bucket, layout.root, started, finished, summary, findings, tags, window, usage)

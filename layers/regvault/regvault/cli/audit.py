@@ -105,6 +105,8 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
         page_size=args.page_size,
         shards=args.shards,
         upload_versions=args.upload_versions,
+        price_region=args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        price_gb_month=_env_price(),
     )
     with StderrProgress() as progress:
         report = audit_registry(
@@ -204,3 +206,18 @@ def _table(report: AuditReport, out: TextIO) -> None:
 def _not_listed(summary: dict[str, Any]) -> str:
     folders = summary.get("upload_folders_not_listed") or 0
     return f" (versions of {folders} upload folder(s) not listed, their live keys were)" if folders else ""
+
+
+def _env_price() -> float | None:
+    """REGVAULT_S3_PRICE_GB_MONTH, the price the report's storage and cost section uses instead of the
+    shipped table (as for ``regvault usage``)."""
+    from regvault.errors import InvalidInput
+    from regvault.usage.prices import price_for
+
+    raw = os.environ.get("REGVAULT_S3_PRICE_GB_MONTH")
+    if not raw:
+        return None
+    try:
+        return price_for(None, float(raw))[0]
+    except ValueError:
+        raise InvalidInput(f"REGVAULT_S3_PRICE_GB_MONTH is not a number: {raw[:40]!r}") from None

@@ -8,6 +8,7 @@ import os
 from typing import Any, TextIO
 
 from regvault.cli.common import Subparsers, add_common_options, console, settings, store
+from regvault.reports.usage import by_cost, human, usage_lines, usage_markdown
 from regvault.storage.layout import RegistryLayout
 
 EXAMPLES = """\
@@ -74,34 +75,6 @@ def cmd_usage(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def _lines(doc: dict[str, Any]) -> list[str]:
-    t, cost, price = doc["totals"], doc["monthly_usd"], doc["price"]
-    window = doc["recovery_window_days"]
-    kept = f"{window} days" if window is not None else "versions never expire"
-    lines = [
-        f"stored now {human(t['stored_current_bytes'])}, in noncurrent versions "
-        f"{human(t['stored_noncurrent_bytes'])} (recovery window: {kept}); upload scratch "
-        f"{human(t['upload_scratch_bytes'])}, orphan blobs {human(t['orphan_blob_bytes'])}",
-        f"monthly: ${cost['total']:.2f} (${cost['current']:.2f} current + ${cost['noncurrent']:.2f} "
-        f"noncurrent) at ${price['usd_per_gb_month']}/GB-month ({price['source']})",
-    ]
-    if "what_if" in doc:
-        w = doc["what_if"]
-        lines.append(
-            f"with a {w['recovery_days']}-day window: noncurrent {human(w['stored_noncurrent_bytes'])}, "
-            f"${w['monthly_usd_noncurrent']:.2f}/month"
-        )
-    return lines
-
-
 def _table(doc: dict[str, Any], out: TextIO) -> None:
     from rich.table import Table
 
@@ -109,7 +82,7 @@ def _table(doc: dict[str, Any], out: TextIO) -> None:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("REPOSITORY", "LIVE", "UNIQUE", "SHARED (apportioned)", "HISTORY ONLY", "USD/MONTH"):
         table.add_column(column, no_wrap=True)
-    for name, row in doc["repositories"].items():
+    for name, row in by_cost(doc):
         table.add_row(
             name,
             human(row["live_bytes"]),
@@ -119,21 +92,5 @@ def _table(doc: dict[str, Any], out: TextIO) -> None:
             f"{row['monthly_usd']:.4f}",
         )
     terminal.print(table)
-    for line in _lines(doc):
+    for line in usage_lines(doc):
         terminal.print(line)
-
-
-def usage_markdown(doc: dict[str, Any]) -> str:
-    lines = [
-        f"# regvault usage: `{doc['bucket']}` root `{doc['root'] or '(empty)'}`",
-        "",
-        "| repository | live | unique | shared (apportioned) | history only | USD/month |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name, row in doc["repositories"].items():
-        lines.append(
-            f"| {name} | {human(row['live_bytes'])} | {human(row['unique_bytes'])} "
-            f"| {human(row['shared_bytes'])} | {human(row['history_only_bytes'])} "
-            f"| {row['monthly_usd']:.4f} |"
-        )
-    return "\n".join([*lines, "", *[f"- {line}" for line in _lines(doc)], ""])

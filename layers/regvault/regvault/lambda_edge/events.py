@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from regvault.audit.run import AuditRequest
 from regvault.errors import InvalidInput
 from regvault.restore.targets import RestoreRequest, parse_time
 from regvault.storage.digest import Digest
@@ -63,6 +64,10 @@ class AuditSettings(Settings):
     audit_state_machine_arn: str | None = Field(default=None, pattern=r"^arn:[\w-]+:states:")
     distributed_threshold: int = Field(default=5_000_000, ge=0)
     audit_shards: int = 256
+    # the report's storage and cost section: the bucket's region (Lambda sets AWS_REGION) for the price
+    # table, or a price of one's own
+    region: str | None = None
+    price_gb_month: float | None = Field(default=None, ge=0, lt=10)
 
     @field_validator("audit_shards")
     @classmethod
@@ -71,6 +76,11 @@ class AuditSettings(Settings):
             raise ValueError("AUDIT_SHARDS must be 16 or 256")
         return value
 
+    def audit_request(self, deep: bool = False, sample: float = 1.0) -> AuditRequest:
+        return AuditRequest(
+            deep=deep, sample=sample, price_region=self.region, price_gb_month=self.price_gb_month
+        )
+
     ENV: ClassVar[dict[str, str]] = {
         **Settings.ENV,
         "reports_bucket": "REPORTS_BUCKET",
@@ -78,6 +88,8 @@ class AuditSettings(Settings):
         "audit_state_machine_arn": "AUDIT_STATE_MACHINE_ARN",
         "distributed_threshold": "DISTRIBUTED_AUDIT_THRESHOLD",
         "audit_shards": "AUDIT_SHARDS",
+        "region": "AWS_REGION",
+        "price_gb_month": "REGVAULT_S3_PRICE_GB_MONTH",
     }
 
 

@@ -62,6 +62,12 @@ def to_markdown(report: AuditReport) -> str:
         ]
     else:
         lines.append("None.")
+    if report.usage is not None:
+        from regvault.reports.usage import TOP, usage_lines, usage_table_markdown
+
+        lines += ["", "## Storage and cost", ""]
+        lines += usage_table_markdown(report.usage, TOP)
+        lines += ["", *[f"- {line}" for line in usage_lines(report.usage)]]
     lines += ["", "## Tags and their history", ""]
     lines += [
         "| repository | tag | state | current | earlier images | not restorable |",
@@ -156,7 +162,7 @@ code {{ font: 12px ui-monospace, monospace; }} .legend span {{ margin-right: 16p
 root <code>{escape(report.root or "(empty)")}</code>;
 {report.started_at:%Y-%m-%d %H:%M:%S} to {report.finished_at:%H:%M:%S} UTC</div>
 <div class="cards">{card_html}</div>{window}
-<h2>Findings</h2>{findings}
+<h2>Findings</h2>{findings}{_usage_html(report)}
 <h2>Tags and their history</h2>
 <div class="legend"><span style="color:#1a7f37">&#9679; restorable</span>
 <span style="color:#cf222e">&#9679; gone for good</span>
@@ -164,6 +170,32 @@ root <code>{escape(report.root or "(empty)")}</code>;
 {history_svg(report)}
 </body></html>
 """
+
+
+def _usage_html(report: AuditReport) -> str:
+    from html import escape
+
+    if report.usage is None:
+        return ""
+    from regvault.reports.usage import human, usage_lines, usage_svg
+
+    t, cost = report.usage["totals"], report.usage["monthly_usd"]
+    cards = [
+        ("stored now", human(t["stored_current_bytes"])),
+        ("noncurrent (recovery window)", human(t["stored_noncurrent_bytes"])),
+        ("upload scratch", human(t["upload_scratch_bytes"])),
+        ("orphan blobs", human(t["orphan_blob_bytes"])),
+        ("USD per month", f"{cost['total']:.2f}"),
+    ]
+    card_html = "".join(
+        f'<div class="card"><div class="n">{escape(value)}</div><div class="l">{escape(label)}</div></div>'
+        for label, value in cards
+    )
+    notes = "".join(f"<li>{escape(line)}</li>" for line in usage_lines(report.usage))
+    return (
+        f'\n<h2>Storage and cost</h2><div class="cards">{card_html}</div>'
+        f"<ul>{notes}</ul>{usage_svg(report.usage)}"
+    )
 
 
 def history_svg(report: AuditReport) -> str:

@@ -23,6 +23,8 @@ _COUNTERS = (
     "scratch_keys",
     "scratch_folders_skipped",
     "live_scratch_keys",
+    "scratch_bytes_current",
+    "scratch_bytes_noncurrent",
 )
 
 
@@ -54,6 +56,10 @@ def encode_part(inventory: Inventory, requests: int = 0) -> bytes:
             [repo, upload, s.keys, s.newest_live.isoformat() if s.newest_live else None]
             for (repo, upload), s in inventory.scratch.items()
         ],
+        # folded scratch bytes by the day written (ordinal), for usage's what-if window
+        "scratch_noncurrent_by_day": [
+            [day, size] for day, size in inventory.scratch_noncurrent_by_day.items()
+        ],
     }
     return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), compresslevel=5)
 
@@ -75,6 +81,8 @@ def decode_part(body: bytes, where: str) -> tuple[Inventory, int]:
             inventory.scratch[(str(repo), str(upload))] = ScratchSummary(
                 int(keys), datetime.fromisoformat(newest) if newest else None
             )
+        for day, size in doc["scratch_noncurrent_by_day"]:
+            inventory.scratch_noncurrent_by_day[int(day)] = int(size)
         return inventory, int(doc["requests"])
     except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(f"{where} is not an audit part regvault wrote: {exc}") from None

@@ -51,13 +51,41 @@ def registry_usage(store: RegistryStore, layout: RegistryLayout, request: UsageR
     revisions = {d for r in model.repositories.values() for d in r.revisions}
     manifests.prefetch(revisions, request.workers)
     manifests.prefetch(revisions, request.workers, historical=True)
-    links = LinkReader(store)
-    repositories = repository_usage(model, manifests, links)
-    doc = usage_document(
-        model, repositories, referenced_digests(model, manifests), request.now, request.recovery_days
-    )
     _, window = posture_findings(store.posture(), layout)
-    price, source = price_for(request.region, request.price_gb_month)
+    doc = usage_of_model(
+        model,
+        manifests,
+        LinkReader(store),
+        window,
+        request.now,
+        recovery_days=request.recovery_days,
+        region=request.region,
+        price_gb_month=request.price_gb_month,
+    )
+    if request.repository is not None:
+        doc["repositories"] = {request.repository: doc["repositories"][request.repository]}
+    doc["bucket"], doc["root"] = store.bucket, layout.root
+    doc["s3_requests"] = store.requests.total
+    return doc
+
+
+def usage_of_model(
+    model: RegistryModel,
+    manifests: ManifestSource,
+    links: LinkReader,
+    window: int | None,
+    now: datetime,
+    *,
+    recovery_days: int | None = None,
+    region: str | None = None,
+    price_gb_month: float | None = None,
+) -> dict[str, Any]:
+    """The usage document from a model and its manifests (read already: the audit's, or ``registry_usage``'s):
+    totals, per repository, monthly cost, what-if. No S3 request of its own beyond link bodies the
+    links reader has not seen."""
+    repositories = repository_usage(model, manifests, links)
+    doc = usage_document(model, repositories, referenced_digests(model, manifests), now, recovery_days)
+    price, source = price_for(region, price_gb_month)
     t = doc["totals"]
     doc["recovery_window_days"] = window
     doc["price"] = {"usd_per_gb_month": price, "source": source}
@@ -70,8 +98,4 @@ def registry_usage(store: RegistryStore, layout: RegistryLayout, request: UsageR
         row["monthly_usd"] = monthly(row["unique_bytes"] + row["shared_bytes"], price)
     if "what_if" in doc:
         doc["what_if"]["monthly_usd_noncurrent"] = monthly(doc["what_if"]["stored_noncurrent_bytes"], price)
-    if request.repository is not None:
-        doc["repositories"] = {request.repository: doc["repositories"][request.repository]}
-    doc["bucket"], doc["root"] = store.bucket, layout.root
-    doc["s3_requests"] = store.requests.total
     return doc
