@@ -9,7 +9,7 @@ from regvault.audit.run import AuditRequest, run_audit
 from regvault.garbage.apply import apply_gc, read_run
 from regvault.garbage.usecase import GcRequest, collect_garbage, plan_gc, undo_garbage
 from regvault.storage.layout import RevisionLink, TagCurrentLink, TagIndexLink
-from regvault.storage.lease import Lease, LeaseHeld, break_stale, take_lease
+from regvault.storage.lease import Lease, LeaseHeld, break_stale, read_lease, take_lease
 
 from . import test_gc_plan
 from .builders import RegistryWriter
@@ -174,7 +174,41 @@ def test_a_restore_waits_for_a_running_gc(registry):
     store, layout, d = registry
     take_lease(store, layout, "gc-20261130T000000Z-cccccc", "gc", datetime.now(UTC))
     request = RestoreRequest("app", "v1", to=str(d["old"]), apply=True)
-    with pytest.raises(LeaseHeld, match="gc run gc-20261130T000000Z-cccccc is writing to this registry"):
+    with pytest.raises(LeaseHeld, match="gc run gc-20261130T000000Z-cccccc holds the lease until"):
         restore_images(store, layout, request)
     # planning is read-only and still answers
     assert restore_images(store, layout, RestoreRequest("app", "v1", to=str(d["old"]))).applied is False
+
+
+def test_a_gc_waits_for_a_running_restore_and_the_restore_lets_go(registry, s3, bucket, monkeypatch):
+    import regvault.restore.usecase as restore_usecase
+    from regvault.restore.usecase import RestoreRequest, restore_images
+
+    store, layout, d = registry
+    request = RestoreRequest("app", "v1", to=str(d["old"]), apply=True)
+    seen = {}
+
+    def copying(*args, **kwargs):  # while the restore copies: a GC cannot start, nor another restore
+        held = read_lease(store, layout)
+        seen["holder"] = held.holder if held else None
+        with pytest.raises(LeaseHeld, match="restore run restore-.* holds the lease"):
+            collect_garbage(store, layout, GcRequest(delete_untagged=True), apply=True)
+        with pytest.raises(LeaseHeld, match="restore run"):
+            restore_images(store, layout, request)
+        return original(*args, **kwargs)
+
+    original = restore_usecase.apply_plan
+    monkeypatch.setattr(restore_usecase, "apply_plan", copying)
+    assert restore_images(store, layout, request).applied
+    assert seen["holder"].startswith("restore-")
+    assert read_lease(store, layout) is None  # released: the GC may run now
+    assert collect_garbage(store, layout, GcRequest(), apply=True).applied
+
+    # a restore that fails half-way lets go of the lease too
+    def failing(*args, **kwargs):
+        raise RuntimeError("copy failed")
+
+    monkeypatch.setattr(restore_usecase, "apply_plan", failing)
+    with pytest.raises(RuntimeError, match="copy failed"):
+        restore_images(store, layout, RestoreRequest("app", "v1", to=str(d["new"]), apply=True))
+    assert read_lease(store, layout) is None

@@ -73,14 +73,17 @@ def test_function_is_read_only_on_the_registry_bucket(template, name):
 def test_restore_can_copy_forward_under_the_registry_prefix_and_never_delete(template):
     fn = functions(template)["RestoreFunction"]
     actions = registry_bucket_actions(fn)
-    assert actions == READ_ONLY_OBJECTS | {"s3:PutObject"}
+    # s3:DeleteObject: on the writers' lease only (see the lease test below)
+    assert actions == READ_ONLY_OBJECTS | {"s3:PutObject", "s3:DeleteObject"}
     statements = [
         s for p in fn["Properties"]["Policies"] if isinstance(p, dict) for s in p.get("Statement", [])
     ]
     put = next(s for s in statements if "s3:PutObject" in s["Action"])
     assert "/docker/registry/v2/*" in json.dumps(put["Resource"])
+    registry = [s for s in statements if "/docker/registry/v2/*" in json.dumps(s["Resource"])]
+    assert registry and "Delete" not in json.dumps(registry)  # no delete of any image object
     every_action = json.dumps(fn["Properties"]["Policies"])
-    assert "Delete" not in every_action and '"s3:*"' not in every_action
+    assert "DeleteObjectVersion" not in every_action and '"s3:*"' not in every_action
 
 
 def test_audit_is_scheduled_daily_and_reports_elsewhere(template):
@@ -161,9 +164,15 @@ def test_samconfig_overrides_name_real_parameters_with_allowed_values(template):
     assert required == {"InstanceId", "BucketName"}  # asked by `sam deploy --guided`
 
 
-def test_restore_may_read_the_gc_lease_and_gc_may_not_delete_versions(template):
-    restore = json.dumps(functions(template)["RestoreFunction"]["Properties"]["Policies"])
-    assert "regvault/lease.json" in restore  # it refuses to copy while a GC holds the lease
+def test_restore_may_take_the_lease_only_and_gc_may_not_delete_versions(template):
+    policies = functions(template)["RestoreFunction"]["Properties"]["Policies"]
+    restore = [s for p in policies if isinstance(p, dict) for s in p.get("Statement", [])]
+    # the restore takes the writers' lease while it copies (and lets go with a delete marker): it may
+    # delete that one key, nothing else, and never a version
+    deletes = [s for s in restore if "s3:DeleteObject" in s["Action"]]
+    assert len(deletes) == 1 and "DeleteObjectVersion" not in json.dumps(restore)
+    for resource in deletes[0]["Resource"]["If"][1:]:
+        assert resource["Sub"].endswith("/regvault/lease.json"), resource
     gc = functions(template)["GcFunction"]["Properties"]["Policies"]
     statements = [s for p in gc if isinstance(p, dict) for s in p.get("Statement", [])]
     deletes = [s for s in statements if "s3:DeleteObject" in s["Action"]]

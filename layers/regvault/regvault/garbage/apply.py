@@ -116,20 +116,21 @@ def read_run(store: RegistryStore, layout: RegistryLayout, run_id: str) -> GcRun
     return GcRun.loads(body, f"s3://{store.bucket}/{key}")
 
 
-def plan_undo(store: RegistryStore, run: GcRun) -> list[tuple[dict[str, Any], str]]:
+def plan_undo(store: RegistryStore, run: GcRun, workers: int = 8) -> list[tuple[dict[str, Any], str]]:
     """Each swept item with what the undo does: "restore" (its key still ends in this run's marker),
-    "restored" (copied forward already) or "changed" (written since: left alone)."""
-    out = []
+    "restored" (copied forward already) or "changed" (written since: left alone). One listing request
+    per key not copied back yet, ``workers`` at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
     back = set(run.resurrected) | set(run.undone)
-    for item in run.swept:
-        latest = store.latest_version_id(item["key"])
+
+    def action(item: dict[str, Any]) -> str:
         if item["key"] in back:
-            out.append((item, "restored"))
-        elif latest == item["marker"]:
-            out.append((item, "restore"))
-        else:
-            out.append((item, "changed"))
-    return out
+            return "restored"
+        return "restore" if store.latest_version_id(item["key"]) == item["marker"] else "changed"
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(zip(run.swept, pool.map(action, run.swept), strict=True))
 
 
 def apply_undo(
@@ -139,11 +140,19 @@ def apply_undo(
     lease = take_lease(store, layout, run.run_id, "gc-undo", now)
     copied: list[str] = []
     try:
-        # blobs first, links last: an image is whole again before the registry lists it
-        for item, action in sorted(plan_undo(store, run), key=lambda p: -ORDER[p[0]["kind"]]):
-            if action == "restore":
-                store.copy_version(item["key"], item["key"], item["version_id"], item["size"])
-                copied.append(item["key"])
+        # blobs first, links last (one kind after the other, each kind in parallel): an image is whole
+        # again before the registry lists it
+        from concurrent.futures import ThreadPoolExecutor
+
+        planned = [item for item, action in plan_undo(store, run) if action == "restore"]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for rank in sorted({ORDER[item["kind"]] for item in planned}, reverse=True):
+                batch = [item for item in planned if ORDER[item["kind"]] == rank]
+                results = pool.map(
+                    lambda i: store.copy_version(i["key"], i["key"], i["version_id"], i["size"]), batch
+                )
+                for item, _ in zip(batch, results, strict=True):
+                    copied.append(item["key"])
         run.undone += copied
         run.status = "undone"
         store.put_bytes(layout.gc_run_key(run.run_id), run.dumps(), "application/json")

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from regvault.images.closure import Need
 from regvault.restore.apply import apply_plan
 from regvault.restore.planner import RestorePlan, plan_restore
 from regvault.storage.layout import RegistryLayout
-from regvault.storage.lease import refuse_while_a_writer_runs
+from regvault.storage.lease import holder_id, release_lease, take_lease
 from regvault.storage.store import RegistryStore
 
 
@@ -73,8 +73,13 @@ def restore_images(
     document = plan.as_dict(layout)
     if not (request.apply and plan.restorable):
         return RestoreOutcome(plan, document, False, 0, None)
-    refuse_while_a_writer_runs(store, layout)
-    copied = apply_plan(store, plan, force=request.force, progress=progress).copied
+    # one writer at a time: no GC sweeps (or undoes) while this restore copies, nor a second restore
+    now = datetime.now(UTC)
+    lease = take_lease(store, layout, holder_id("restore", now), "restore", now)
+    try:
+        copied = apply_plan(store, plan, force=request.force, progress=progress).copied
+    finally:
+        release_lease(store, layout, lease)
     restart = restarter.restart() if restarter is not None and plan.brings_blobs_back else None
     if notifier is not None:
         notifier.publish(*plan.notice(copied))

@@ -1,5 +1,5 @@
-"""One writer at a time: the lease object regvault's GC (and its undo) take before writing, and a
-restore checks before it copies.
+"""One writer at a time: the lease object regvault's GC, its undo and a restore's apply take before
+writing (a restore's plan only reads it).
 
 Taken with a conditional write (``If-None-Match: *``), so two runs cannot both get it. A lease past its
 expiry is reported, not taken over: the run that held it may have died half-way, and its run record says
@@ -26,7 +26,7 @@ class LeaseHeld(RegvaultError):
 @dataclass(frozen=True)
 class Lease:
     holder: str  # the run id
-    operation: str  # "gc" | "gc-undo"
+    operation: str  # "gc" | "gc-undo" | "restore"
     expires: datetime
 
     def body(self) -> bytes:
@@ -73,6 +73,13 @@ def take_lease(
     )
 
 
+def holder_id(operation: str, now: datetime) -> str:
+    """A run id for a lease holder: ``restore-20261130T101500Z-1a2b3c``."""
+    import secrets
+
+    return f"{operation}-{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
 def release_lease(store: RegistryStore, layout: RegistryLayout, lease: Lease) -> None:
     held = read_lease(store, layout)
     if held is not None and held.holder == lease.holder:
@@ -91,19 +98,3 @@ def break_stale(store: RegistryStore, layout: RegistryLayout, now: datetime) -> 
         )
     store.add_delete_marker(layout.lease_key)
     return held
-
-
-def refuse_while_a_writer_runs(
-    store: RegistryStore, layout: RegistryLayout, now: datetime | None = None
-) -> None:
-    """A restore does not copy while a GC (or its undo) holds a live lease: it reads the lease only (its
-    role has no delete, so it does not take one)."""
-    from datetime import UTC
-
-    held = read_lease(store, layout)
-    now = now or datetime.now(UTC)
-    if held is not None and held.expires.tzinfo is not None and held.expires > now:
-        raise LeaseHeld(
-            f"{held.operation} run {held.holder} is writing to this registry (lease until "
-            f"{held.expires:%Y-%m-%d %H:%M} UTC): restore after it finishes"
-        )
