@@ -4,7 +4,8 @@
 - ``regvault/storage/**`` depends on nothing of regvault but itself and ``regvault.errors``;
 - the core never imports the test tooling (``harness``, outside the wheel and the layer);
 - no core module grows beyond 400 lines;
-- storage, images, audit, restore, garbage, usage and reports never import aws/, cli/ or lambda_edge/;
+- storage, images, audit, restore, garbage, usage, repair and reports never import aws/, cli/ or
+  lambda_edge/;
 - every third-party package the core imports is declared in pyproject.toml, and the Lambda layer's
   requirements carry every one its modules (all but cli/) import.
 
@@ -116,7 +117,7 @@ def test_no_module_exceeds_400_lines():
 
 
 def test_capabilities_reach_aws_only_through_ports_and_never_call_the_edges():
-    """storage, images, audit, restore, garbage, usage and reports take a store (a Protocol), never an
+    """storage, images, audit, restore, garbage, usage, repair and reports take a store (a Protocol), never an
     aws/ type; no
     core module outside cli/ imports cli/ (the edges call the core, not the other way round)."""
     pure = (
@@ -126,6 +127,7 @@ def test_capabilities_reach_aws_only_through_ports_and_never_call_the_edges():
         "regvault/restore/",
         "regvault/garbage/",
         "regvault/usage/",
+        "regvault/repair/",
         "regvault/reports/",
     )
     modules = [p for p in _modules() if _name(p).startswith(pure)]

@@ -153,6 +153,13 @@ class AuditReport:
     def exit_code(self) -> int:
         return 1 if self.errors else 0
 
+    @property
+    def images(self) -> list[Any]:
+        """Error findings grouped by image, with the command that repairs each (audit.grouping)."""
+        from regvault.audit.grouping import group_findings
+
+        return group_findings(self.findings, self.tags)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "bucket": self.bucket,
@@ -163,5 +170,6 @@ class AuditReport:
             "recovery_window_days": self.recovery_window_days,
             "findings": [f.as_dict() for f in self.findings],
             "tags": [t.as_dict() for t in self.tags],
+            "images": [g.as_dict() for g in self.images],
             **({"usage": self.usage} if self.usage is not None else {}),
         }

@@ -175,13 +175,29 @@ def _table(report: AuditReport, out: TextIO) -> None:
     terminal = console(out)
     s = report.summary
     colour = {"error": "red", "warning": "yellow", "info": "cyan"}
-    if report.findings:
+    groups = report.images
+    grouped = {id(f) for g in groups for f in g.findings}
+    for g in groups:
+        state = "[yellow]deleted[/]" if g.state == "deleted" else "[red]broken[/]"
+        what = "recoverable" if g.recoverable else "[red]NOT recoverable[/] from S3 versions"
+        terminal.print(
+            f"{state} {escape(g.repository)}:{escape(g.tag)} -> {(g.digest or '?')[:19]}: "
+            f"{escape(_missing(g))}; {what}"
+        )
+        if g.command:
+            terminal.print(f"  repair: [bold]{escape(g.command)}[/]")
+    if groups:
+        terminal.print(
+            "  (or all at once: regvault repair --apply; --include-deleted brings deleted tags back)\n"
+        )
+    rest = [f for f in report.findings if id(f) not in grouped]
+    if rest:
         table = Table(box=None, header_style="bold", pad_edge=False)
         for column in ("SEVERITY", "CODE", "REPOSITORY", "TAG", "DIGEST", "RECOVERABLE", "MESSAGE"):
             table.add_column(
                 column, no_wrap=column != "MESSAGE", min_width=40 if column == "MESSAGE" else None
             )
-        for f in report.findings:
+        for f in rest:
             table.add_row(
                 f"[{colour[f.severity]}]{f.severity}[/]",
                 f.code,
@@ -192,7 +208,7 @@ def _table(report: AuditReport, out: TextIO) -> None:
                 escape(f.message),
             )
         terminal.print(table)
-    else:
+    elif not groups:
         terminal.print("[green]no findings[/]")
     verdict = "[green]clean[/]" if not s["errors"] else f"[red]{s['errors']} error(s)[/]"
     terminal.print(
@@ -201,6 +217,12 @@ def _table(report: AuditReport, out: TextIO) -> None:
         f"{s['object_versions']:,} object versions read with {s['s3_requests']} S3 requests "
         f"in {s['duration_s']:.1f} s" + _not_listed(s)
     )
+
+
+def _missing(group: Any) -> str:
+    from regvault.reports.render import _missing_text
+
+    return _missing_text(group)
 
 
 def _not_listed(summary: dict[str, Any]) -> str:

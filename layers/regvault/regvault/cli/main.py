@@ -4,9 +4,9 @@ Common flags work before or after the command, like the AWS CLI:
 ``regvault ls --format json --bucket B --endpoint-url URL``. Machine formats go to stdout alone;
 progress and errors go to stderr.
 
-One module per command (``regvault.cli.ls``, ``audit``, ``history``, ``restore``, ``gc``, ``status``,
-``setup``):
-each adds its subparser and runs it; the work itself is a use case of the core.
+One module per command (``regvault.cli.ls``, ``audit``, ``history``, ``restore``, ``repair``, ``gc``,
+``usage``, ``status``, ``setup``): each adds its subparser and runs it; the work itself is a use case
+of the core.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from regvault import __version__
-from regvault.cli import audit, gc, history, ls, restore, setup, status, usage
+from regvault.cli import audit, gc, history, ls, repair, restore, setup, status, usage
 from regvault.cli.common import Subparsers, add_common_options
 from regvault.errors import RegvaultError
 
@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[Callable[[Subparsers], None], Command]] = {
     "audit": (audit.add_parser, audit.cmd_audit),
     "history": (history.add_parser, history.cmd_history),
     "restore": (restore.add_parser, restore.cmd_restore),
+    "repair": (repair.add_parser, repair.cmd_repair),
     "gc": (gc.add_parser, gc.cmd_gc),
     "usage": (usage.add_parser, usage.cmd_usage),
     "status": (status.add_parser, status.cmd_status),

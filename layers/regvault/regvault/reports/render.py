@@ -49,6 +49,22 @@ def to_markdown(report: AuditReport) -> str:
             f"Recovery window: noncurrent versions expire after {report.recovery_window_days} days.",
             "",
         ]
+    groups = report.images
+    if groups:
+        lines += ["## Broken and deleted images: what to do", ""]
+        lines += ["| image | state | what is missing | recoverable | repair |", "|---|---|---|---|---|"]
+        for g in groups:
+            lines.append(
+                f"| {_cell(g.repository)}:{_cell(g.tag)} → {_short(g.digest)} | {g.state} "
+                f"| {_cell(_missing_text(g))} | {'yes' if g.recoverable else '**no**'} "
+                f"| {f'`{g.command}`' if g.command else 'not from S3 versions'} |"
+            )
+        lines += [
+            "",
+            "`regvault repair --apply` repairs every recoverable live image at once "
+            "(`--include-deleted` brings deleted tags back too).",
+            "",
+        ]
     lines += ["## Findings", ""]
     if report.findings:
         lines += [
@@ -99,6 +115,36 @@ def history_markdown(doc: dict[str, Any]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _missing_text(group: Any) -> str:
+    if group.state == "deleted" and not group.missing:
+        return "the tag (deleted)"
+    codes: dict[str, int] = {}
+    for item in group.missing:
+        codes[item["code"]] = codes.get(item["code"], 0) + 1
+    return ", ".join(f"{n}x {code}" if n > 1 else code for code, n in sorted(codes.items()))
+
+
+def _images_html(report: AuditReport) -> str:
+    from html import escape
+
+    groups = report.images
+    if not groups:
+        return ""
+    rows = "".join(
+        f'<tr class="{"info" if g.recoverable else "error"}"><td>{escape(g.repository)}:{escape(g.tag)}</td>'
+        f"<td><code>{escape((g.digest or '')[:19])}</code></td><td>{g.state}</td>"
+        f"<td>{escape(_missing_text(g))}</td><td>{'yes' if g.recoverable else 'no'}</td>"
+        f"<td>{f'<code>{escape(g.command)}</code>' if g.command else 'not from S3 versions'}</td></tr>"
+        for g in groups
+    )
+    return (
+        "\n<h2>Broken and deleted images: what to do</h2><table><tr><th>image</th><th>digest</th>"
+        f"<th>state</th><th>what is missing</th><th>recoverable</th><th>repair</th></tr>{rows}</table>"
+        "<p><code>regvault repair --apply</code> repairs every recoverable live image at once "
+        "(<code>--include-deleted</code> brings deleted tags back too).</p>"
+    )
 
 
 def to_html(report: AuditReport) -> str:
@@ -161,7 +207,7 @@ code {{ font: 12px ui-monospace, monospace; }} .legend span {{ margin-right: 16p
 <div class="meta">bucket <code>{escape(report.bucket)}</code>,
 root <code>{escape(report.root or "(empty)")}</code>;
 {report.started_at:%Y-%m-%d %H:%M:%S} to {report.finished_at:%H:%M:%S} UTC</div>
-<div class="cards">{card_html}</div>{window}
+<div class="cards">{card_html}</div>{window}{_images_html(report)}
 <h2>Findings</h2>{findings}{_usage_html(report)}
 <h2>Tags and their history</h2>
 <div class="legend"><span style="color:#1a7f37">&#9679; restorable</span>
