@@ -191,7 +191,7 @@ def test_a_gc_waits_for_a_running_restore_and_the_restore_lets_go(registry, s3, 
     def copying(*args, **kwargs):  # while the restore copies: a GC cannot start, nor another restore
         held = read_lease(store, layout)
         seen["holder"] = held.holder if held else None
-        with pytest.raises(LeaseHeld, match="restore run restore-.* holds the lease"):
+        with pytest.raises(LeaseHeld, match=r"restore run restore-.* holds the lease"):
             collect_garbage(store, layout, GcRequest(delete_untagged=True), apply=True)
         with pytest.raises(LeaseHeld, match="restore run"):
             restore_images(store, layout, request)
