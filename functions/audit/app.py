@@ -14,6 +14,7 @@ from regvault.aws.clients import client
 from regvault.aws.s3 import S3Store
 from regvault.aws.services import Notifier, StateMachine, reporting_ports
 from regvault.lambda_edge.events import AuditEvent, AuditSettings
+from regvault.lambda_edge.healing import hand_over_to_repair
 from regvault.reports.scheduled import ReportsBucketCache, last_audit_size, summary_metrics
 from regvault.storage.layout import RegistryLayout
 
@@ -58,4 +59,5 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     for name, value, unit in summary_metrics(outcome.report.summary):
         metrics.add_metric(name=name, unit=MetricUnit[unit], value=value)
     logger.info("audit finished", extra={"summary": outcome.report.summary, "mode": mode.reason})
-    return {"mode": "single", "reason": mode.reason, **outcome.published}
+    healing = hand_over_to_repair(outcome.report, SETTINGS.repair_function, logger.info)
+    return {"mode": "single", "reason": mode.reason, **outcome.published, "healing": healing}

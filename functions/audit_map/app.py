@@ -14,6 +14,7 @@ from regvault.audit.usecase import reduce_audit_run
 from regvault.aws.s3 import S3Store
 from regvault.aws.services import Notifier, reporting_ports
 from regvault.lambda_edge import events
+from regvault.lambda_edge.healing import hand_over_to_repair
 from regvault.reports.scheduled import ReportsBucketCache, summary_metrics
 from regvault.storage.inventory import repository_bounds
 from regvault.storage.layout import RegistryLayout
@@ -63,4 +64,5 @@ def reduce(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     for name, value, unit in summary_metrics(outcome.report.summary):
         metrics.add_metric(name=name, unit=MetricUnit[unit], value=value)
     logger.info("audit finished", extra={"summary": outcome.report.summary, "run": event.run})
-    return {"mode": "distributed", "run": event.run, **(outcome.published or {})}
+    healing = hand_over_to_repair(outcome.report, SETTINGS.repair_function, logger.info)
+    return {"mode": "distributed", "run": event.run, **(outcome.published or {}), "healing": healing}

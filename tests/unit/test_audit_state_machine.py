@@ -92,6 +92,8 @@ def test_the_state_machine_publishes_the_single_walks_report(world):
         "upload_folders_not_listed",
     ):
         theirs["summary"].pop(name)
+    for name in ("object_versions", "upload_folders_not_listed"):  # what the listing read, as above
+        theirs["usage"]["totals"].pop(name)
     assert theirs == json.loads(json.dumps(mine, default=str))
 
 

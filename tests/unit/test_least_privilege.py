@@ -10,6 +10,7 @@ from regvault.audit.run import AuditRequest, run_audit
 from regvault.aws.s3 import S3Store
 from regvault.garbage.usecase import GcRequest, collect_garbage, undo_garbage
 from regvault.images.listing import list_registry
+from regvault.repair.usecase import heal
 from regvault.restore.usecase import RestoreRequest, restore_images
 from regvault.storage.digest import Digest
 from regvault.storage.layout import BlobData, RegistryLayout
@@ -57,6 +58,9 @@ def test_each_role_grants_what_its_code_calls_and_nothing_else(s3, bucket, templ
     list_registry(catalog, layout)
     restore = fresh(bucket)  # the use case: under the writers' lease
     assert restore_images(restore, layout, RestoreRequest("app", "v1", to=str(first), apply=True)).applied
+    repair = fresh(bucket)  # self-healing: audit (no posture reads), repair in place, audit again
+    w.delete(BlobData(Digest.of(b"cfg-a")))  # app:v1 (back at image a) broken again
+    assert heal(repair, layout)["summary"]["copied"] >= 1
     gc = fresh(bucket)  # a sweep (lease, run record, delete markers), then its undo (copies back)
     later = datetime.now(UTC) + timedelta(hours=3)
     run = collect_garbage(gc, layout, GcRequest(delete_untagged=True, now=later), apply=True)
@@ -67,6 +71,7 @@ def test_each_role_grants_what_its_code_calls_and_nothing_else(s3, bucket, templ
         ("AuditFunction", audit),
         ("CatalogFunction", catalog),
         ("RestoreFunction", restore),
+        ("RepairFunction", repair),
         ("GcFunction", gc),
     )
     for name, store in roles:
@@ -79,6 +84,7 @@ def test_each_role_grants_what_its_code_calls_and_nothing_else(s3, bucket, templ
     )
     # the restore's one delete: a marker that releases the lease (the template scopes it to that key)
     assert restore.requests.by_operation["DeleteObject"] == 1
+    assert repair.requests.by_operation["DeleteObject"] == 1  # the same: its lease
     # the GC sweeps with delete markers: its role cannot delete a version, anywhere
     assert gc.requests.by_operation["DeleteObject"] >= 1
     assert "DeleteObjectVersion" not in json.dumps(fns["GcFunction"]["Properties"]["Policies"])

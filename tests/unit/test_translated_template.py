@@ -34,9 +34,14 @@ def test_audit_and_catalog_roles_are_read_only_on_the_registry_bucket(translated
         assert granted and all(a.startswith(("s3:Get", "s3:List")) for a in granted), (role, granted)
 
 
-def test_restore_role_has_no_delete_at_all(translated):
-    granted = actions(translated["RestoreFunctionRole"])
-    assert "s3:PutObject" in granted and not any("Delete" in a for a in granted)
+def test_restore_and_repair_roles_delete_nothing_but_the_lease(translated):
+    for role in ("RestoreFunctionRole", "RepairFunctionRole"):
+        granted = statements(translated[role])
+        assert any("s3:PutObject" in acts for acts, _ in granted)
+        deletes = [(acts, res) for acts, res in granted if any("Delete" in a for a in acts)]
+        # one statement: the writers' lease (a delete marker releases it), never a version
+        assert len(deletes) == 1 and "s3:DeleteObjectVersion" not in deletes[0][0], role
+        assert deletes[0][1].count("/regvault/lease.json") == 2, deletes[0][1]
 
 
 def test_setup_roles_are_scoped(translated):

@@ -82,6 +82,7 @@ class AuditRequest:
     usage: bool = True
     price_region: str | None = None  # the bucket's region, for the S3 price table
     price_gb_month: float | None = None  # a price instead of the table's
+    read_posture: bool = True  # False: no bucket-setting reads (the repair's role has no such rights)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.sample <= 1.0:
@@ -143,7 +144,7 @@ def run_audit(
     started = datetime.now(UTC)
     requests_before = store.requests.total  # a warm Lambda reuses its store
     store.check_bucket()
-    posture = store.posture()
+    posture = store.posture() if request.read_posture else None
     inventory = list_inventory(store, layout, request, progress)
     return audit_inventory(store, layout, inventory, posture, request, started, requests_before, progress)
 

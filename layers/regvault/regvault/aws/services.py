@@ -46,6 +46,21 @@ class RegistryRestarter:
         return str(response["Command"]["CommandId"])
 
 
+class FunctionInvoker:
+    """Invokes another Lambda function asynchronously (the audit handing over to the RepairFunction)."""
+
+    def __init__(self, function_name: str, client: Any = None) -> None:
+        self.function_name = function_name
+        self.client = client or new_client("lambda")
+
+    def invoke_async(self, payload: dict[str, Any]) -> int:
+        with failing_as(f"could not invoke {self.function_name}"):
+            response = self.client.invoke(
+                FunctionName=self.function_name, InvocationType="Event", Payload=json.dumps(payload).encode()
+            )
+        return int(response.get("StatusCode", 0))
+
+
 class StateMachine:
     """Starts and follows executions of the Setup state machine (``regvault setup``)."""
 

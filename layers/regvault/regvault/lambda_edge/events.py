@@ -64,6 +64,8 @@ class AuditSettings(Settings):
     audit_state_machine_arn: str | None = Field(default=None, pattern=r"^arn:[\w-]+:states:")
     distributed_threshold: int = Field(default=5_000_000, ge=0)
     audit_shards: int = 256
+    # AutoRepair: the RepairFunction the audit hands a report with recoverable broken images to
+    repair_function: str | None = None
     # the report's storage and cost section: the bucket's region (Lambda sets AWS_REGION) for the price
     # table, or a price of one's own
     region: str | None = None
@@ -88,6 +90,7 @@ class AuditSettings(Settings):
         "audit_state_machine_arn": "AUDIT_STATE_MACHINE_ARN",
         "distributed_threshold": "DISTRIBUTED_AUDIT_THRESHOLD",
         "audit_shards": "AUDIT_SHARDS",
+        "repair_function": "REPAIR_FUNCTION",
         "region": "AWS_REGION",
         "price_gb_month": "REGVAULT_S3_PRICE_GB_MONTH",
     }
@@ -203,6 +206,34 @@ class RestoreSettings(Settings):
         "alert_topic_arn": "ALERT_TOPIC_ARN",
         "restart_instance_id": "RESTART_REGISTRY_INSTANCE_ID",
     }
+
+
+class RepairSettings(RestoreSettings):
+    """RepairFunction: the restore role's environment."""
+
+
+class RepairEvent(BaseModel):
+    """``{"heal": true}`` from the scheduled audit (AutoRepair: repair, audit again, notify before and
+    after), or ``{"repository", "tag", "include_deleted", "apply"}`` on demand (a plan by default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    heal: StrictBool = False
+    repository: str | None = None
+    tag: str | None = None
+    include_deleted: StrictBool = False
+    apply: StrictBool = False
+    reason: str | None = Field(default=None, max_length=200)
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str | None) -> str | None:
+        return None if value is None else validate_repository(value)
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        return None if value is None else validate_tag(value)
 
 
 class RestoreEvent(BaseModel):

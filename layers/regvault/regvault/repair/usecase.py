@@ -123,7 +123,8 @@ def repair_registry(
     """Plan the repair (and with ``request.apply`` carry it out). ``report``: an audit of this registry
     made just now (the scheduled audit passes its own); without one, the registry is audited first."""
     if report is None:
-        report = run_audit(store, layout, AuditRequest(workers=request.workers, usage=False))
+        audit = AuditRequest(workers=request.workers, usage=False, read_posture=False)
+        report = run_audit(store, layout, audit)
     if request.repository is not None and request.repository not in {t.repository for t in report.tags}:
         raise layout.no_registry(store.bucket, request.repository)
     groups = report.images
@@ -187,3 +188,47 @@ def repair_registry(
             f"copied forward; {len(outcome.unrecoverable)} image(s) could not be repaired.",
         )
     return outcome
+
+
+def needs_healing(report: AuditReport) -> bool:
+    """The scheduled audit hands over to self-healing when some live image is broken and recoverable."""
+    return any(g.state == "live" and g.recoverable for g in report.images)
+
+
+def heal(
+    store: RegistryStore,
+    layout: RegistryLayout,
+    *,
+    restarter: Restarter | None = None,
+    notifier: Notifier | None = None,
+    workers: int = 8,
+) -> dict[str, Any]:
+    """Self-healing (the template's ``AutoRepair``): repair every recoverable broken live image, audit
+    again, and send before/after in one notice. Deleted tags are not brought back (a delete may be
+    meant); images S3 cannot repair are named."""
+    outcome = repair_registry(store, layout, RepairRequest(apply=True, workers=workers), restarter=restarter)
+    after = run_audit(store, layout, AuditRequest(workers=workers, usage=False, read_posture=False))
+    before_errors = outcome.before.summary["errors"]
+    left = [g for g in after.images if g.state == "live"]
+    doc = {
+        **outcome.as_dict(),
+        "errors_after": after.summary["errors"],
+        "recoverable_left": sum(1 for g in left if g.recoverable),
+        "broken_after": [f"{g.repository}:{g.tag}" for g in left],
+    }
+    if notifier is not None and (outcome.items or before_errors):
+        repaired = [f"{i.group.repository}:{i.group.tag}" for i in outcome.items if i.status == "repaired"]
+        lost = [f"{i.group.repository}:{i.group.tag} ({i.why})" for i in outcome.unrecoverable]
+        notifier.publish(
+            f"regvault: self-healing repaired {len(repaired)} image(s), "
+            f"{after.summary['errors']} error(s) left",
+            f"Registry s3://{store.bucket}/{layout.root}\n"
+            f"Before: {before_errors} error(s) in {len(outcome.items)} image(s).\n"
+            f"Repaired in place: {', '.join(repaired) or 'none'} ({outcome.copied} object version(s) "
+            "copied forward, nothing deleted).\n"
+            f"Not repairable from S3 versions: {', '.join(lost) or 'none'}.\n"
+            f"After: {after.summary['errors']} error(s)"
+            + (f"; registry restarted ({outcome.registry_restart})" if outcome.registry_restart else "")
+            + ".\n",
+        )
+    return doc
