@@ -21,6 +21,9 @@ PHRASES = (
     "TAG_DELETED",
     "plan only:",
     "restored:",
+    "repair: regvault restore team/multi:1 --to sha256:",  # the grouped audit names each fix
+    "would repair team/app:1.1",
+    "repaired team/multi:1 in place",
     "skopeo pulled and verified team/multi:1",
     "9. regvault gc",
     "plan only: would sweep",
@@ -47,6 +50,14 @@ def test_make_demo_runs_the_whole_lifecycle_and_cleans_up(tmp_path):
         assert phrase in result.stdout, phrase
     broken = json.loads((output / "audit-broken.json").read_text())
     assert {"BLOB_MISSING", "REVISION_LINK_MISSING", "TAG_DELETED"} <= {f["code"] for f in broken["findings"]}
+    images = {f"{i['repository']}:{i['tag']}": i for i in broken["images"]}
+    assert images["team/api:2.0"]["state"] == "deleted" and all(i["recoverable"] for i in images.values())
+    repair = json.loads((output / "repair.json").read_text())
+    assert repair["applied"] and {f"{i['repository']}:{i['tag']}" for i in repair["images"]} == {
+        "team/app:1.1",
+        "team/multi:1",
+        "team/multi-list:1",
+    }
     final = json.loads((output / "audit.json").read_text())
     assert final["summary"]["errors"] == 0 and final["summary"]["deleted_tags"] == 0
     assert (output / "audit.md").read_text().startswith("# regvault audit: clean")

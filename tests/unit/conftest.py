@@ -24,6 +24,12 @@ def s3_key_marker_semantics(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(s3_models.S3Backend, "list_object_versions", moto_patches.list_object_versions)
     for name, method in moto_patches.tracked_methods(_VersionedKeyStore).items():
         monkeypatch.setattr(_VersionedKeyStore, name, method)
+    from moto.s3.responses import S3Response
+
+    original = getattr(S3Response.get_bucket_notification, "__wrapped__", S3Response.get_bucket_notification)
+    monkeypatch.setattr(
+        S3Response, "get_bucket_notification", moto_patches.notification_with_event_bridge(original)
+    )
 
 
 @pytest.fixture

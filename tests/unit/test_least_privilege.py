@@ -13,7 +13,7 @@ from regvault.images.listing import list_registry
 from regvault.repair.usecase import heal
 from regvault.restore.usecase import RestoreRequest, restore_images
 from regvault.storage.digest import Digest
-from regvault.storage.layout import BlobData, RegistryLayout
+from regvault.storage.layout import BlobData, RegistryLayout, TagCurrentLink
 
 from .builders import RegistryWriter, push_image
 from .test_template import functions, registry_bucket_actions
@@ -61,6 +61,14 @@ def test_each_role_grants_what_its_code_calls_and_nothing_else(s3, bucket, templ
     repair = fresh(bucket)  # self-healing: audit (no posture reads), repair in place, audit again
     w.delete(BlobData(Digest.of(b"cfg-a")))  # app:v1 (back at image a) broken again
     assert heal(repair, layout)["summary"]["copied"] >= 1
+    guard = fresh(bucket)  # a protected tag moved: pinned, put back (a marked copy), its own event ignored
+    from regvault.guard.patterns import Protection
+    from regvault.guard.usecase import guard_event
+
+    key = layout.key(TagCurrentLink("app", "v1"))
+    push_image(w, "app", "v1", "c")
+    latest = s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"][0]["VersionId"]
+    assert guard_event(guard, layout, Protection.parse("app:v*"), key, latest).action == "reverted"
     gc = fresh(bucket)  # a sweep (lease, run record, delete markers), then its undo (copies back)
     later = datetime.now(UTC) + timedelta(hours=3)
     run = collect_garbage(gc, layout, GcRequest(delete_untagged=True, now=later), apply=True)
@@ -72,6 +80,7 @@ def test_each_role_grants_what_its_code_calls_and_nothing_else(s3, bucket, templ
         ("CatalogFunction", catalog),
         ("RestoreFunction", restore),
         ("RepairFunction", repair),
+        ("GuardFunction", guard),
         ("GcFunction", gc),
     )
     for name, store in roles:
@@ -80,7 +89,7 @@ def test_each_role_grants_what_its_code_calls_and_nothing_else(s3, bucket, templ
         assert needed(store) <= granted, (name, needed(store) - granted)
         assert granted - needed(store) <= {"s3:ListBucket", "s3:GetObject"}, (name, granted - needed(store))
     assert not any(
-        op.startswith("Delete") for store in (audit, catalog) for op in store.requests.by_operation
+        op.startswith("Delete") for store in (audit, catalog, guard) for op in store.requests.by_operation
     )
     # the restore's one delete: a marker that releases the lease (the template scopes it to that key)
     assert restore.requests.by_operation["DeleteObject"] == 1

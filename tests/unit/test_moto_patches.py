@@ -271,3 +271,12 @@ def test_fix4_page_is_byte_for_byte_what_moto_serializes(s3, bucket, monkeypatch
         # Then the same bytes, and botocore reads them
         assert bodies["last"] == expected, query
     assert b"<DeleteMarker>" in expected or b"<Version>" in expected
+
+
+def test_the_bucket_notification_answer_says_event_bridge_is_on(s3):
+    s3.create_bucket(Bucket="notified")
+    assert "EventBridgeConfiguration" not in s3.get_bucket_notification_configuration(Bucket="notified")
+    s3.put_bucket_notification_configuration(
+        Bucket="notified", NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    assert s3.get_bucket_notification_configuration(Bucket="notified")["EventBridgeConfiguration"] == {}

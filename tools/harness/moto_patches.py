@@ -21,6 +21,10 @@
    version-listing figure (regvault's and s3-pit-restore's alike). The page is now written directly;
    a test compares it byte for byte with moto's serializer.
 
+5. GetBucketNotificationConfiguration left out ``EventBridgeConfiguration`` although moto stores it:
+   a read-modify-write of the bucket's notifications (the setup turning EventBridge delivery on next
+   to a user's own queues) could never see it was on. It is now answered as S3 answers it.
+
 Each fix has its own test (tests/unit/test_moto_patches.py).
 """
 
@@ -337,6 +341,33 @@ def fast_list_object_versions(original: Any) -> Any:
     return list_object_versions
 
 
+def notification_with_event_bridge(original: Any) -> Any:
+    """Fix 5: moto's GetBucketNotificationConfiguration with the EventBridge flag it stored."""
+
+    def get_bucket_notification(self: Any) -> Any:
+        config = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if config is None or config.event_bridge is None:
+            return original(self)
+        status, headers, body = original(self)
+        text = body.decode() if isinstance(body, bytes) else str(body)
+        if "<EventBridgeConfiguration" not in text:
+            closing = "</NotificationConfiguration>"
+            if closing in text:
+                text = text.replace(
+                    closing, "<EventBridgeConfiguration></EventBridgeConfiguration>" + closing
+                )
+            else:  # an empty answer: no other target configured
+                text = (
+                    '<?xml version="1.0" encoding="UTF-8"?><NotificationConfiguration '
+                    'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><EventBridgeConfiguration>'
+                    "</EventBridgeConfiguration></NotificationConfiguration>"
+                )
+        return status, headers, text.encode()
+
+    get_bucket_notification.__wrapped__ = original  # type: ignore[attr-defined]
+    return get_bucket_notification
+
+
 def apply() -> None:
     """Patch moto's S3 backend in this process (idempotent)."""
     global _APPLIED
@@ -350,6 +381,7 @@ def apply() -> None:
 
     S3Response.list_object_versions = fast_list_object_versions(S3Response.list_object_versions)  # type: ignore[method-assign]
     s3_models.S3Backend.list_object_versions = list_object_versions  # type: ignore[method-assign]
+    S3Response.get_bucket_notification = notification_with_event_bridge(S3Response.get_bucket_notification)  # type: ignore[method-assign]
     _APPLIED = True
 
 

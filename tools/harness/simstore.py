@@ -162,8 +162,18 @@ class SimulatedStore:
     def latest_version_id(self, key: str) -> str | None:
         return self.versions[key][0][0] if key in self.versions else None
 
-    def copy_version(self, key: str, source_key: str, source_version: str, size: int | None = None) -> None:
+    def copy_version(
+        self,
+        key: str,
+        source_key: str,
+        source_version: str,
+        size: int | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         raise AssertionError("the audit never writes to the registry bucket")
+
+    def version_metadata(self, key: str, version_id: str) -> dict[str, str]:
+        return {}
 
 
 def summary_of(store: SimulatedStore) -> dict[str, Any]:

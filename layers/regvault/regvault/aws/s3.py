@@ -172,14 +172,31 @@ class S3Store:
                 return record.version_id
         return None
 
-    def copy_version(self, key: str, source_key: str, source_version: str, size: int | None = None) -> None:
-        """Copy one old version forward onto ``key`` (a new version; nothing is deleted).
+    def copy_version(
+        self,
+        key: str,
+        source_key: str,
+        source_version: str,
+        size: int | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """Copy one old version forward onto ``key`` (a new version; nothing is deleted). ``metadata``
+        (small objects only: a link) replaces the copy's user metadata, e.g. the guard's mark on its
+        own writes.
 
         Above 5 GB S3 refuses a single CopyObject: boto3's managed copy does it in parts.
         """
         source = {"Bucket": self.bucket, "Key": source_key, "VersionId": source_version}
         with self._errors("CopyObject", key):
-            if size is not None and size > MAX_SINGLE_COPY:
+            if metadata is not None:
+                self.client.copy_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    CopySource=source,
+                    Metadata=metadata,
+                    MetadataDirective="REPLACE",
+                )
+            elif size is not None and size > MAX_SINGLE_COPY:
                 from boto3.s3.transfer import TransferConfig
 
                 self.client.copy(
@@ -187,6 +204,12 @@ class S3Store:
                 )
             else:
                 self.client.copy_object(Bucket=self.bucket, Key=key, CopySource=source)
+
+    def version_metadata(self, key: str, version_id: str) -> dict[str, str]:
+        """The user metadata of one version (HeadObject)."""
+        with self._errors("HeadObject", key):
+            head = self.client.head_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+        return {str(k).lower(): str(v) for k, v in (head.get("Metadata") or {}).items()}
 
     def put_if_absent(self, key: str, body: bytes, content_type: str) -> bool:
         """Write ``key`` only when it has no current version (S3's conditional ``If-None-Match: *``);

@@ -236,6 +236,51 @@ class RepairEvent(BaseModel):
         return None if value is None else validate_tag(value)
 
 
+class GuardSettings(Settings):
+    protected_tags: str = ""
+    alert_topic_arn: str | None = None
+
+    @field_validator("protected_tags")
+    @classmethod
+    def _patterns(cls, value: str) -> str:
+        from regvault.guard.patterns import Protection
+
+        return str(Protection.parse(value))
+
+    ENV: ClassVar[dict[str, str]] = {
+        **Settings.ENV,
+        "protected_tags": "REGVAULT_PROTECTED_TAGS",
+        "alert_topic_arn": "ALERT_TOPIC_ARN",
+    }
+
+
+class _S3Bucket(BaseModel):
+    name: str = Field(min_length=3, max_length=63)
+
+
+class _S3Object(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    key: str = Field(min_length=1, max_length=1024)
+    version_id: str | None = Field(default=None, alias="version-id", max_length=1024)
+
+
+class _S3Detail(BaseModel):
+    bucket: _S3Bucket
+    object: _S3Object
+
+
+class S3ObjectEvent(BaseModel):
+    """The standard EventBridge S3 event: ``detail-type`` "Object Created" / "Object Deleted",
+    ``detail.bucket.name``, ``detail.object.key`` and ``detail.object.version-id``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: str = Field(pattern=r"^aws\.s3$")
+    detail_type: str = Field(alias="detail-type", pattern=r"^Object (Created|Deleted)$")
+    detail: _S3Detail
+
+
 class RestoreEvent(BaseModel):
     """``{"repository", "tag", "to" | "previous" | "at", "apply": false}``; without ``tag``, ``at``
     restores every tag of the repository."""

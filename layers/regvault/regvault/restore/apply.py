@@ -46,8 +46,10 @@ def apply_plan(
     *,
     force: bool = False,
     progress: Callable[[int, int, Need], None] | None = None,
+    tag_metadata: dict[str, str] | None = None,
 ) -> ApplyResult:
-    """Carry the plan out. Writes nothing when the plan is not restorable."""
+    """Carry the plan out. Writes nothing when the plan is not restorable. ``tag_metadata`` marks the
+    copies that move a tag (the guard recognises its own writes by it)."""
     if not plan.restorable:
         names = ", ".join(sorted(n.key for n in plan.missing)[:5])
         raise NotRestorable(f"not restorable: {len(plan.missing)} object(s) have no version left ({names})")
@@ -64,7 +66,10 @@ def apply_plan(
                     "the tag was not moved; plan again, or use --force"
                 )
         assert need.source_key is not None and need.source_version is not None
-        store.copy_version(need.key, need.source_key, need.source_version, need.size)
+        if need.phase == "tag-current" and tag_metadata is not None:
+            store.copy_version(need.key, need.source_key, need.source_version, need.size, tag_metadata)
+        else:
+            store.copy_version(need.key, need.source_key, need.source_version, need.size)
         copied += 1
         if progress:
             progress(i, len(operations), need)

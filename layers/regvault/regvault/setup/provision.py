@@ -74,13 +74,16 @@ def kms_key_of(rules: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def ensure_bucket(s3: Any, bucket: str, region: str, root: str, recovery_days: int) -> StorageResult:
+def ensure_bucket(
+    s3: Any, bucket: str, region: str, root: str, recovery_days: int, events: bool = False
+) -> StorageResult:
     """Create or adopt the registry bucket and converge its settings (never touches objects).
 
     Versioning on; default encryption (kept if already set, e.g. SSE-KMS); public access blocked; a
     policy statement denying non-TLS requests (added next to existing statements); lifecycle: noncurrent
     versions kept ``recovery_days`` (an existing longer window is kept and reported), incomplete multipart
-    uploads aborted after 7 days. Upload scratch under ``<repo>/_uploads/`` cannot be targeted by an S3
+    uploads aborted after 7 days; with ``events`` (the guard) object events go to EventBridge (the bucket's
+    other notifications kept). Upload scratch under ``<repo>/_uploads/`` cannot be targeted by an S3
     lifecycle prefix (it sits below every repository), so it ages out with the recovery window and the
     audit reports stale uploads.
     """
@@ -131,7 +134,21 @@ def ensure_bucket(s3: Any, bucket: str, region: str, root: str, recovery_days: i
         result.changed.append("public access blocked")
     _ensure_tls_policy(s3, bucket, partition_of(region), result)
     _ensure_lifecycle(s3, bucket, normalize_root(root), recovery_days, result)
+    if events:
+        _ensure_event_bridge(s3, bucket, result)
     return result
+
+
+def _ensure_event_bridge(s3: Any, bucket: str, result: StorageResult) -> None:
+    """Turn on delivery to EventBridge, keeping the bucket's other notification targets (a put replaces
+    the whole configuration)."""
+    config = s3.get_bucket_notification_configuration(Bucket=bucket)
+    config.pop("ResponseMetadata", None)
+    if "EventBridgeConfiguration" in config:
+        return
+    config["EventBridgeConfiguration"] = {}
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+    result.changed.append("object events sent to EventBridge (the protected-tags guard)")
 
 
 def tls_statement(bucket: str, partition: str = "aws") -> dict[str, Any]:

@@ -53,6 +53,8 @@ class SetupConfig:
     agent_grace_s: int = 180
     managed_timeout_s: int = 900
     command_timeout_s: int = 1800
+    # the guard (ProtectedTags): the bucket sends its object events to EventBridge
+    bucket_events: bool = False
 
     def __post_init__(self) -> None:
         if not self.partition:
@@ -91,6 +93,7 @@ class SetupConfig:
                 agent_grace_s=int(props.get("AgentGraceSeconds", 180)),
                 managed_timeout_s=int(props.get("ManagedTimeoutSeconds", 900)),
                 command_timeout_s=int(props.get("CommandTimeoutSeconds", 1800)),
+                bucket_events=flag(props.get("BucketEvents", "false")),
             )
         except KeyError as exc:
             raise InvalidInput(f"setup property {exc.args[0]} is missing") from None
@@ -104,7 +107,9 @@ def preflight(config: SetupConfig, ec2: Any, ssm: Any, s3: Any, sm: Any) -> dict
 
 
 def storage(config: SetupConfig, s3: Any) -> dict[str, Any]:
-    result = ensure_bucket(s3, config.bucket, config.region, config.root, config.recovery_days)
+    result = ensure_bucket(
+        s3, config.bucket, config.region, config.root, config.recovery_days, events=config.bucket_events
+    )
     return {
         "bucket": result.bucket,
         "created": result.created,

@@ -118,6 +118,10 @@ class RegistryLayout:
         """The lease regvault's writers (gc, gc --undo) take so that they never run at the same time."""
         return f"{self.regvault_prefix}lease.json"
 
+    def guard_pin_key(self, repository: str, tag: str) -> str:
+        """The digest a protected tag keeps, recorded by the guard the first time it sees the tag."""
+        return f"{self.regvault_prefix}guard/pins/{repository}/{tag}.json"
+
     def gc_run_key(self, run_id: str) -> str:
         return f"{self.regvault_prefix}gc-runs/{run_id}.json"
 

@@ -86,8 +86,15 @@ class RegistryStore(ObjectStore, Protocol):
     def latest_version_id(self, key: str) -> str | None: ...
 
     def copy_version(
-        self, key: str, source_key: str, source_version: str, size: int | None = None
+        self,
+        key: str,
+        source_key: str,
+        source_version: str,
+        size: int | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None: ...
+
+    def version_metadata(self, key: str, version_id: str) -> dict[str, str]: ...
 
     def posture(self) -> BucketPosture: ...
 
