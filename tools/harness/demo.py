@@ -17,7 +17,6 @@ import os
 import sys
 import time
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -69,9 +68,7 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
         )
 
         step(console, 3, "incidents people fear")
-        time.sleep(1.1)  # S3 times have one-second resolution: keep "before" and "after" apart
-        before = datetime.now(UTC)
-        time.sleep(1.1)
+        time.sleep(1.1)  # S3 times have one-second resolution: keep the incidents after the pushes
         lay = env.layout
         bad = lay.tag("app-1.0-bad", lay.image([lay.layer("base-1", 4096), lay.layer("oops")], label="bad"))
         digest = env.push(bad, "team/app:1.0")
@@ -102,25 +99,20 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
         step(console, 6, "regvault history team/app:1.0")
         regvault(["history", "team/app:1.0"])
 
-        step(console, 7, "restore: plan first, then apply (copy-forward, nothing deleted)")
+        step(console, 7, "restore the bad re-push, then repair the rest: plan first, then apply")
         regvault(["restore", "team/app:1.0", "--previous"])
         regvault(["restore", "team/app:1.0", "--previous", "--apply"])
-        for reference in ("team/multi:1", "team/multi-list:1", "team/app:1.1"):
-            regvault(
-                [
-                    "restore",
-                    reference,
-                    "--to",
-                    pushed[reference]["digest"],
-                    "--apply",
-                    "--format",
-                    "json",
-                    "--output",
-                    str(output / f"restore-{reference.replace('/', '_').replace(':', '-')}.json"),
-                ]
+        planned = regvault(["repair"])  # every broken live image, in place: nothing written yet
+        repaired = regvault(
+            ["repair", "--apply", "--format", "json", "--output", str(output / "repair.json")]
+        )
+        done = json.loads((output / "repair.json").read_text())
+        for item in done["images"]:
+            console.print(
+                f"  repaired {item['repository']}:{item['tag']} in place "
+                f"({item['operations']} object version(s) copied forward)"
             )
-            console.print(f"  restored {reference} in place (its swept or deleted objects copied forward)")
-        regvault(["restore", "team/api", "--at", before.isoformat(), "--apply"])
+        regvault(["repair", "team/api", "--include-deleted", "--apply"])  # the deleted tag, as it last was
         env.registry.restart()  # blobs came back: drop the blob-descriptor cache
 
         step(console, 8, "the final audit, and skopeo pulling what came back")
@@ -156,6 +148,7 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
         usage = regvault(["usage", "--recovery-days", "30"])
         console.print(Rule(f"done in {time.monotonic() - started:.0f} s; stopping the emulator and registry"))
         ok = clean == 0 and broken == 1 and final == 0 and pulled == 3 and after_gc == 0
+        ok = ok and planned == 0 and repaired == 0 and len(done["images"]) == 3
         return 0 if ok and undone == 0 and usage == 0 else 1
 
 

@@ -128,6 +128,23 @@ class DistributionClient:
                 self._blob(repository, descriptor["digest"])
         return dict(manifest)
 
+    def delete_manifest(self, repository: str, digest: str) -> int:
+        """``DELETE /v2/<repository>/manifests/<digest>``: the HTTP status."""
+        status, _, _ = self._call("DELETE", f"/v2/{repository}/manifests/{digest}")
+        return status
+
+    def digest_of(self, repository: str, tag: str) -> str | None:
+        """What ``repository:tag`` points at now (HEAD of the manifest), None when the tag is unknown."""
+        accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
+        status, headers, _ = self._call(
+            "HEAD", f"/v2/{repository}/manifests/{tag}", headers={"Accept": accept}
+        )
+        if status == 404:
+            return None
+        if status != 200:
+            raise DistributionError(f"HEAD manifest {repository}:{tag} answered {status}")
+        return headers.get("Docker-Content-Digest")
+
     def catalog(self) -> list[str]:
         status, _, body = self._call("GET", "/v2/_catalog?n=1000")
         if status != 200:

@@ -6,6 +6,7 @@ Run as ``python -m harness.emulator --port N``; ``S3Emulator`` starts and stops 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -26,7 +27,10 @@ class S3Emulator:
         lambda_handlers: str | None = None,
         preload: Path | None = None,
         name: str = "emulator",
+        s3_events: tuple[str, dict[str, Any], dict[str, str]] | None = None,
     ) -> None:
+        """``s3_events``: (handler file, rule pattern, its environment): the bucket's object events the
+        pattern matches go to that handler (``harness.s3_events``)."""
         self.supervisor = supervisor
         self.port = port or free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
@@ -40,6 +44,11 @@ class S3Emulator:
             argv += ["--lambda-handlers", lambda_handlers]
         if preload is not None:
             argv += ["--preload", str(preload)]
+        if s3_events is not None:
+            handler, pattern, handler_env = s3_events
+            env.update(self.client_env())
+            env.update(POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_SERVICE_NAME="regvault", **handler_env)
+            argv += ["--s3-events-handler", handler, "--s3-events-pattern", json.dumps(pattern)]
         self.name = name
         self.proc = supervisor.start(name, argv, env=env)
         wait_for_http(
@@ -81,6 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--lambda-handlers", help="a handler module: run Lambda invocations through it")
     parser.add_argument("--preload", type=Path, help="a generator file (harness.generator) to load first")
+    parser.add_argument(
+        "--s3-events-handler", help="a handler file: deliver the bucket's object events to it"
+    )
+    parser.add_argument("--s3-events-pattern", help="the EventBridge rule pattern (JSON) events must match")
     args = parser.parse_args(argv)
     from moto import server
 
@@ -95,6 +108,10 @@ def main(argv: list[str] | None = None) -> None:
         default_user_config["lambda"] = {"use_docker": False}
         default_user_config["iam"] = {"load_aws_managed_policies": True}
         dispatch_lambda_to(args.lambda_handlers)
+    if args.s3_events_handler:
+        from harness.s3_events import install
+
+        install(args.s3_events_handler, json.loads(args.s3_events_pattern or "{}"))
     if args.preload:
         from harness.generator import load_preload
 

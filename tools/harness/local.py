@@ -14,6 +14,21 @@ from harness.processes import Supervisor
 from harness.registry import RegistryServer
 
 
+def guard_events(bucket: str, root: str, protected_tags: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """The template's GuardFunction as the emulator runs it: its handler file, its EventBridge rule's
+    pattern (the bucket's name put in) and its environment."""
+    import json
+
+    from harness import ROOT
+    from harness.setup_local import load_template
+
+    guard = load_template()["Resources"]["GuardFunction"]["Properties"]
+    pattern = guard["Events"]["TagLinkChanged"]["Properties"]["Pattern"]
+    pattern = json.loads(json.dumps(pattern).replace('{"Ref": "BucketName"}', json.dumps(bucket)))
+    env = {"REGVAULT_BUCKET": bucket, "REGVAULT_ROOT": root, "REGVAULT_PROTECTED_TAGS": protected_tags}
+    return str(ROOT / "functions" / "guard" / "app.py"), pattern, env
+
+
 class LocalRegistry:
     """Start with ``with LocalRegistry() as env:``; everything stops on exit, also on errors."""
 
@@ -26,7 +41,10 @@ class LocalRegistry:
         versioned: bool = True,
         tls: bool = False,
         lambda_handlers: str | None = None,
+        protected_tags: str | None = None,
     ) -> None:
+        """``protected_tags``: run the template's guard (its EventBridge rule and GuardFunction handler)
+        on the bucket's object events, with these ProtectedTags."""
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="regvault-harness-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -34,7 +52,8 @@ class LocalRegistry:
         self.root = root
         self.supervisor = Supervisor(self.workdir)
         try:
-            self.emulator = S3Emulator(self.supervisor, lambda_handlers=lambda_handlers)
+            events = guard_events(self.bucket, root, protected_tags) if protected_tags else None
+            self.emulator = S3Emulator(self.supervisor, lambda_handlers=lambda_handlers, s3_events=events)
             self.s3 = self.emulator.client("s3")
             self.s3.create_bucket(Bucket=self.bucket)
             if versioned:
