@@ -45,10 +45,16 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     restarter, notifier = registry_ports()
     layout = RegistryLayout(SETTINGS.root)
     if event.heal:
-        result = heal(store(), layout, restarter=restarter, notifier=notifier)
+        result = heal(
+            store(), layout, restarter=restarter, notifier=notifier, protected_tags=SETTINGS.protected_tags
+        )
     else:
         request = RepairRequest(
-            event.repository, event.tag, include_deleted=event.include_deleted, apply=event.apply
+            event.repository,
+            event.tag,
+            include_deleted=event.include_deleted,
+            apply=event.apply,
+            protected_tags=SETTINGS.protected_tags,
         )
         outcome = repair_registry(store(), layout, request, restarter=restarter, notifier=notifier)
         result = outcome.as_dict()

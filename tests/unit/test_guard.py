@@ -134,3 +134,32 @@ def test_a_put_back_that_s3_cannot_do_alerts_instead(s3, bucket):
     assert decision.action == "unrecoverable" and "S3 holds no version of" in decision.reason
     assert _points_at(s3, bucket, "app", "v2") == before  # nothing written
     assert inbox.sent[-1][0] == "regvault: protected tag app:v2 could NOT be put back"
+
+
+def test_the_audit_reports_a_protected_tag_that_was_not_put_back_and_repair_puts_it_back(s3, bucket):
+    from regvault.audit.run import AuditRequest, run_audit
+    from regvault.repair.usecase import RepairRequest, repair_registry
+
+    store, w = S3Store(bucket, s3), RegistryWriter(s3, bucket)
+    a = push_image(w, "app", "v9", "a")
+    _event(store, s3, bucket, "app", "v9")  # the first push: pinned
+    b = push_image(w, "app", "v9", "b")  # this move's event is lost: the guard never sees it
+    request = AuditRequest(usage=False, protected_tags=str(PROTECT))
+    report = run_audit(store, LAYOUT, request)
+    moved = [f for f in report.findings if f.code == "PROTECTED_TAG_MOVED"]
+    assert len(moved) == 1 and moved[0].digest == str(a) and moved[0].severity == "error"
+    assert f"regvault restore app:v9 --to {a} --apply" in moved[0].message and str(b)[:19] in moved[0].message
+    group = next(g for g in report.images if (g.repository, g.tag) == ("app", "v9"))
+    assert group.digest == str(a) and group.command == f"regvault restore app:v9 --to {a} --apply"
+    # without the patterns the audit does not judge it; an unprotected move is never reported
+    assert not [
+        f
+        for f in run_audit(store, LAYOUT, AuditRequest(usage=False)).findings
+        if f.code == "PROTECTED_TAG_MOVED"
+    ]
+    # repair puts it back (in the repair's plan like any broken image)
+    done = repair_registry(store, LAYOUT, RepairRequest(apply=True, protected_tags=str(PROTECT)))
+    assert done.applied and _points_at(s3, bucket, "app", "v9") == a
+    assert not [f for f in run_audit(store, LAYOUT, request).findings if f.code == "PROTECTED_TAG_MOVED"]
+    with pytest.raises(InvalidInput):
+        AuditRequest(protected_tags="no-colon")

@@ -12,6 +12,7 @@ from typing import Any
 from regvault.audit.findings import ERROR, Finding, TagReport
 
 DELETED = "TAG_DELETED"
+MOVED = "PROTECTED_TAG_MOVED"  # the guard's pin: the digest the tag goes back to
 
 
 @dataclass
@@ -40,7 +41,7 @@ class ImageGroup:
         return [
             {"code": f.code, "key": f.key, "digest": f.digest, "recoverable": f.recoverable}
             for f in self.findings
-            if f.code != DELETED
+            if f.code not in (DELETED, MOVED)
         ]
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,4 +75,6 @@ def group_findings(findings: list[Finding], tags: list[TagReport]) -> list[Image
             digest = f.digest if f.code == DELETED else (tag.current if tag is not None else None)
             groups[key] = ImageGroup(f.repository, f.tag, digest, "deleted" if deleted else "live")
         groups[key].findings.append(f)
+        if f.code == MOVED:
+            groups[key].digest = f.digest
     return [groups[k] for k in sorted(groups)]

@@ -83,6 +83,7 @@ class AuditRequest:
     price_region: str | None = None  # the bucket's region, for the S3 price table
     price_gb_month: float | None = None  # a price instead of the table's
     read_posture: bool = True  # False: no bucket-setting reads (the repair's role has no such rights)
+    protected_tags: str = ""  # ProtectedTags: report those that moved and were not put back
 
     def __post_init__(self) -> None:
         if not 0.0 < self.sample <= 1.0:
@@ -95,6 +96,10 @@ class AuditRequest:
             raise InvalidInput("workers must be between 1 and 64")
         if self.shards not in (1, 16, 256):
             raise InvalidInput("shards must be 1, 16 or 256")
+        if self.protected_tags:
+            from regvault.guard.patterns import Protection
+
+            Protection.parse(self.protected_tags)
 
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total or 0)
@@ -178,6 +183,12 @@ def audit_inventory(
     options = AuditOptions(grace=request.grace, workers=request.workers)
     links = LinkReader(store)
     findings, tags, window = audit_model(model, manifests, links, posture, options)
+    if request.protected_tags:
+        from regvault.guard.check import moved_protected_tags
+        from regvault.guard.patterns import Protection
+
+        moved = moved_protected_tags(store, layout, Protection.parse(request.protected_tags), tags)
+        findings = sorted(findings + moved, key=finding_order)
     blobs_hashed = bytes_hashed = 0
     if request.deep:
         deep_findings, blobs_hashed, bytes_hashed = deep_verify(

@@ -80,6 +80,13 @@ def add_parser(sub: Subparsers) -> None:
         "are all the stale-upload check needs) and the report says how many were not listed",
     )
     audit.add_argument(
+        "--protected-tags",
+        metavar="PATTERNS",
+        default=os.environ.get("REGVAULT_PROTECTED_TAGS", ""),
+        help="the stack's ProtectedTags (REPO_GLOB:TAG_GLOB,…; env REGVAULT_PROTECTED_TAGS): report "
+        "protected tags that no longer point at the digest the guard pinned (PROTECTED_TAG_MOVED)",
+    )
+    audit.add_argument(
         "--cache-dir",
         metavar="DIR",
         default=os.environ.get("REGVAULT_CACHE_DIR") or None,
@@ -105,6 +112,7 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
         page_size=args.page_size,
         shards=args.shards,
         upload_versions=args.upload_versions,
+        protected_tags=args.protected_tags,
         price_region=args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
         price_gb_month=_env_price(),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import TextIO
 
 from regvault.cli.common import Subparsers, add_common_options, console, settings, split_ref, store
@@ -40,6 +41,13 @@ def add_parser(sub: Subparsers) -> None:
     )
     repair.add_argument("--apply", action="store_true", help="carry the repair out (default: plan only)")
     repair.add_argument("--workers", type=int, default=8, metavar="N", help="parallel reads (default 8)")
+    repair.add_argument(
+        "--protected-tags",
+        metavar="PATTERNS",
+        default=os.environ.get("REGVAULT_PROTECTED_TAGS", ""),
+        help="the stack's ProtectedTags (env REGVAULT_PROTECTED_TAGS): also put back protected tags "
+        "that moved off the digest the guard pinned",
+    )
     add_common_options(repair, suppress=True, formats=("table", "json"))
 
 
@@ -51,7 +59,12 @@ def cmd_repair(args: argparse.Namespace, out: TextIO) -> int:
         raise InvalidInput("--workers must be between 1 and 64")
     repository, tag = split_ref(args.reference) if args.reference else (None, None)
     request = RepairRequest(
-        repository, tag, include_deleted=args.include_deleted, apply=args.apply, workers=args.workers
+        repository,
+        tag,
+        include_deleted=args.include_deleted,
+        apply=args.apply,
+        workers=args.workers,
+        protected_tags=args.protected_tags,
     )
     s3 = store(args)
     _, root = settings(args)

@@ -70,6 +70,7 @@ class AuditSettings(Settings):
     # table, or a price of one's own
     region: str | None = None
     price_gb_month: float | None = Field(default=None, ge=0, lt=10)
+    protected_tags: str = ""  # ProtectedTags: the audit reports those that moved and were not put back
 
     @field_validator("audit_shards")
     @classmethod
@@ -80,7 +81,11 @@ class AuditSettings(Settings):
 
     def audit_request(self, deep: bool = False, sample: float = 1.0) -> AuditRequest:
         return AuditRequest(
-            deep=deep, sample=sample, price_region=self.region, price_gb_month=self.price_gb_month
+            deep=deep,
+            sample=sample,
+            price_region=self.region,
+            price_gb_month=self.price_gb_month,
+            protected_tags=self.protected_tags,
         )
 
     ENV: ClassVar[dict[str, str]] = {
@@ -93,6 +98,7 @@ class AuditSettings(Settings):
         "repair_function": "REPAIR_FUNCTION",
         "region": "AWS_REGION",
         "price_gb_month": "REGVAULT_S3_PRICE_GB_MONTH",
+        "protected_tags": "REGVAULT_PROTECTED_TAGS",
     }
 
 
@@ -209,7 +215,11 @@ class RestoreSettings(Settings):
 
 
 class RepairSettings(RestoreSettings):
-    """RepairFunction: the restore role's environment."""
+    """RepairFunction: the restore role's environment, and the stack's ProtectedTags."""
+
+    protected_tags: str = ""
+
+    ENV: ClassVar[dict[str, str]] = {**RestoreSettings.ENV, "protected_tags": "REGVAULT_PROTECTED_TAGS"}
 
 
 class RepairEvent(BaseModel):

@@ -36,6 +36,7 @@ class RepairRequest:
     include_deleted: bool = False
     apply: bool = False
     workers: int = 8
+    protected_tags: str = ""  # ProtectedTags: a protected tag off its pin is put back too
 
     def __post_init__(self) -> None:
         if self.repository is not None:
@@ -123,7 +124,9 @@ def repair_registry(
     """Plan the repair (and with ``request.apply`` carry it out). ``report``: an audit of this registry
     made just now (the scheduled audit passes its own); without one, the registry is audited first."""
     if report is None:
-        audit = AuditRequest(workers=request.workers, usage=False, read_posture=False)
+        audit = AuditRequest(
+            workers=request.workers, usage=False, read_posture=False, protected_tags=request.protected_tags
+        )
         report = run_audit(store, layout, audit)
     if request.repository is not None and request.repository not in {t.repository for t in report.tags}:
         raise layout.no_registry(store.bucket, request.repository)
@@ -202,12 +205,15 @@ def heal(
     restarter: Restarter | None = None,
     notifier: Notifier | None = None,
     workers: int = 8,
+    protected_tags: str = "",
 ) -> dict[str, Any]:
     """Self-healing (the template's ``AutoRepair``): repair every recoverable broken live image, audit
     again, and send before/after in one notice. Deleted tags are not brought back (a delete may be
     meant); images S3 cannot repair are named."""
-    outcome = repair_registry(store, layout, RepairRequest(apply=True, workers=workers), restarter=restarter)
-    after = run_audit(store, layout, AuditRequest(workers=workers, usage=False, read_posture=False))
+    request = RepairRequest(apply=True, workers=workers, protected_tags=protected_tags)
+    outcome = repair_registry(store, layout, request, restarter=restarter)
+    audit = AuditRequest(workers=workers, usage=False, read_posture=False, protected_tags=protected_tags)
+    after = run_audit(store, layout, audit)
     before_errors = outcome.before.summary["errors"]
     left = [g for g in after.images if g.state == "live"]
     doc = {

@@ -118,6 +118,8 @@ def history_markdown(doc: dict[str, Any]) -> str:
 
 
 def _missing_text(group: Any) -> str:
+    if any(f.code == "PROTECTED_TAG_MOVED" for f in group.findings) and not group.missing:
+        return "the tag moved off its protected digest"
     if group.state == "deleted" and not group.missing:
         return "the tag (deleted)"
     codes: dict[str, int] = {}
