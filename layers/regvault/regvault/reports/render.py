@@ -121,7 +121,7 @@ def _missing_text(group: Any) -> str:
     if any(f.code == "PROTECTED_TAG_MOVED" for f in group.findings) and not group.missing:
         return "the tag moved off its protected digest"
     if group.state == "deleted" and not group.missing:
-        return "the tag (deleted)"
+        return "TAG_DELETED (the tag is gone)"
     codes: dict[str, int] = {}
     for item in group.missing:
         codes[item["code"]] = codes.get(item["code"], 0) + 1
