@@ -100,3 +100,10 @@ def reporting_ports(
     registry = S3Store(bucket, s3_client(max_pool_connections=32))
     reports = S3Store(reports_bucket, s3_client())
     return registry, reports, Notifier(topic_arn) if topic_arn else None
+
+
+def read_secret(secret_id: str, client: Any = None) -> str:
+    """A secret's string value (the journal endpoint's shared secret), read once at cold start."""
+    sm = client or new_client("secretsmanager")
+    with failing_as(f"could not read the secret {secret_id}"):
+        return str(sm.get_secret_value(SecretId=secret_id)["SecretString"])

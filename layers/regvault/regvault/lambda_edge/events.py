@@ -264,6 +264,17 @@ class GuardSettings(Settings):
     }
 
 
+class JournalSettings(Settings):
+    reports_bucket: str = Field(min_length=3, max_length=63)
+    journal_secret_arn: str = Field(min_length=1)
+
+    ENV: ClassVar[dict[str, str]] = {
+        **Settings.ENV,
+        "reports_bucket": "REPORTS_BUCKET",
+        "journal_secret_arn": "JOURNAL_SECRET_ARN",
+    }
+
+
 class _S3Bucket(BaseModel):
     name: str = Field(min_length=3, max_length=63)
 

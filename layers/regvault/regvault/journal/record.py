@@ -1,0 +1,108 @@
+"""Journal entries: what regvault keeps of the registry's push and delete events, one object per batch
+in the reports bucket, partitioned by day, and how they are read back.
+
+Idempotent: a batch's key is the hash of its event ids, so the registry's retry of a batch writes the
+same object; readers drop duplicate event ids (a retried event in another batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from regvault.errors import RegvaultError
+from regvault.storage.store import ObjectStore, VersionRecord
+
+FORMAT = "regvault-journal/1"
+KEPT_ACTIONS = ("push", "delete")
+BLOB = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    event_id: str
+    action: str  # "push" | "delete"
+    repository: str
+    tag: str | None
+    digest: str | None
+    media_type: str | None
+    actor: str | None
+    at: str  # ISO-8601, as the registry stamped it
+    request_id: str | None
+    source_address: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class JournalStore(ObjectStore, Protocol):
+    def list_current(self, prefix: str, page_size: int = ...) -> Iterable[list[VersionRecord]]: ...
+
+
+def journal_prefix(bucket: str, root: str) -> str:
+    return f"journal/{bucket}/{root.replace('/', '_') or '_'}/"
+
+
+def keep(entries: Iterable[JournalEntry]) -> list[JournalEntry]:
+    """Pushes and deletes of manifests (a tag or a manifest digest); pulls and blob uploads are not
+    kept: they say nothing about who moved a tag."""
+    return [e for e in entries if e.action in KEPT_ACTIONS and (e.tag or e.media_type != BLOB)]
+
+
+def batch_key(bucket: str, root: str, entries: list[JournalEntry], day: datetime) -> str:
+    ids = "\n".join(sorted(e.event_id for e in entries))
+    digest = hashlib.sha256(ids.encode()).hexdigest()[:32]
+    return f"{journal_prefix(bucket, root)}{day:%Y/%m/%d}/{digest}.json"
+
+
+def record_batch(
+    sink: ObjectStore, bucket: str, root: str, entries: list[JournalEntry], received: datetime
+) -> str | None:
+    """Write one batch (nothing when no entry is kept); returns its key."""
+    kept = keep(entries)
+    if not kept:
+        return None
+    key = batch_key(bucket, root, kept, received)
+    doc = {"format": FORMAT, "received": received.isoformat(), "events": [e.as_dict() for e in kept]}
+    sink.put_bytes(key, json.dumps(doc, separators=(",", ":")).encode(), "application/json")
+    return key
+
+
+def read_journal(store: JournalStore, bucket: str, root: str) -> list[JournalEntry]:
+    """Every kept event of this registry, oldest first, each event id once. A batch that is not ours
+    is skipped."""
+    seen: dict[str, JournalEntry] = {}
+    for page in store.list_current(journal_prefix(bucket, root)):
+        for record in page:
+            try:
+                doc = json.loads(store.get_bytes(record.key, max_bytes=8 * 1024 * 1024))
+                if doc.get("format") != FORMAT:
+                    continue
+                for raw in doc["events"]:
+                    entry = JournalEntry(**raw)
+                    seen.setdefault(entry.event_id, entry)
+            except (RegvaultError, ValueError, KeyError, TypeError):
+                continue
+    return sorted(seen.values(), key=lambda e: (e.at, e.event_id))
+
+
+class Journal:
+    """Who set what: the actor of the latest push of ``repository:tag`` to ``digest``."""
+
+    def __init__(self, entries: list[JournalEntry]) -> None:
+        self.entries = entries
+        self._by_tag: dict[tuple[str, str, str], JournalEntry] = {}
+        for e in entries:
+            if e.action == "push" and e.tag and e.digest:
+                self._by_tag[(e.repository, e.tag, e.digest)] = e  # oldest first: the latest wins
+
+    def pushed(self, repository: str, tag: str, digest: str) -> JournalEntry | None:
+        return self._by_tag.get((repository, tag, digest))
+
+    def actor_of(self, repository: str, tag: str, digest: str) -> str | None:
+        entry = self.pushed(repository, tag, digest)
+        return entry.actor if entry is not None else None
