@@ -12,6 +12,7 @@ from harness.emulator import S3Emulator
 from harness.images import BuiltImage, OciLayout, Skopeo
 from harness.processes import Supervisor
 from harness.registry import RegistryServer
+from regvault.lambda_edge.journal import SECRET_HEADER
 
 
 def guard_events(bucket: str, root: str, protected_tags: str) -> tuple[str, dict[str, Any], dict[str, str]]:
@@ -42,15 +43,20 @@ class LocalRegistry:
         tls: bool = False,
         lambda_handlers: str | None = None,
         protected_tags: str | None = None,
+        journal: bool = False,
     ) -> None:
         """``protected_tags``: run the template's guard (its EventBridge rule and GuardFunction handler)
-        on the bucket's object events, with these ProtectedTags."""
+        on the bucket's object events, with these ProtectedTags. ``journal``: the registry's
+        notifications go to the JournalFunction's handler on a loopback "Function URL"
+        (``harness.journal_endpoint``) with a shared secret from the emulator's Secrets Manager; the
+        journal lands in ``self.reports_bucket``."""
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="regvault-harness-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.bucket = bucket or f"regvault-{secrets.token_hex(4)}"
         self.root = root
         self.supervisor = Supervisor(self.workdir)
+        self._closing: list[Any] = []
         try:
             events = guard_events(self.bucket, root, protected_tags) if protected_tags else None
             self.emulator = S3Emulator(self.supervisor, lambda_handlers=lambda_handlers, s3_events=events)
@@ -60,6 +66,7 @@ class LocalRegistry:
                 self.s3.put_bucket_versioning(
                     Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
                 )
+            self.journal = self._journal() if journal else None
             self.registry = RegistryServer(
                 self.supervisor,
                 self.workdir,
@@ -68,6 +75,7 @@ class LocalRegistry:
                 root=root,
                 blob_descriptor_cache=blob_descriptor_cache,
                 tls=tls,
+                journal=(self.journal.url, {SECRET_HEADER: self.journal_secret}) if self.journal else None,
             )
             self.skopeo = Skopeo(
                 self.workdir, self.registry.address, self.registry.user, self.registry.password
@@ -76,6 +84,30 @@ class LocalRegistry:
         except BaseException:
             self.close()
             raise
+
+    def _journal(self) -> Any:
+        import os
+
+        from harness.journal_endpoint import JournalEndpoint
+
+        self.reports_bucket = f"{self.bucket}-reports"
+        self.s3.create_bucket(Bucket=self.reports_bucket)
+        self.journal_secret = secrets.token_urlsafe(24)
+        arn = self.emulator.client("secretsmanager").create_secret(
+            Name=f"{self.bucket}-journal", SecretString=self.journal_secret
+        )["ARN"]
+        # the handler runs in this process and reads its environment when it is loaded
+        os.environ.update(
+            self.client_env(),
+            REPORTS_BUCKET=self.reports_bucket,
+            JOURNAL_SECRET_ARN=arn,
+            POWERTOOLS_TRACE_DISABLED="true",
+            POWERTOOLS_SERVICE_NAME="regvault",
+            POWERTOOLS_METRICS_NAMESPACE="regvault",
+        )
+        endpoint = JournalEndpoint()
+        self._closing.append(endpoint.close)
+        return endpoint
 
     def push(self, image: BuiltImage, destination: str, *, docker_v2s2: bool = False) -> str:
         """Push a tagged image of ``self.layout`` to ``repo:tag``; return the digest the registry stored."""
@@ -93,6 +125,9 @@ class LocalRegistry:
         return {**self.emulator.client_env(), "REGVAULT_BUCKET": self.bucket, "REGVAULT_ROOT": self.root}
 
     def close(self) -> None:
+        for close in reversed(self._closing):
+            close()
+        self._closing.clear()
         self.supervisor.close()
 
     def __enter__(self) -> LocalRegistry:

@@ -48,6 +48,7 @@ class RegistryServer:
         blob_descriptor_cache: str | None = None,
         tls: bool = False,
         auth: bool = True,
+        journal: tuple[str, dict[str, str]] | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.workdir = workdir
@@ -77,6 +78,8 @@ class RegistryServer:
             htpasswd_path=str(htpasswd_file) if auth else None,
             http_secret=secrets.token_hex(16),
             blob_descriptor_cache=blob_descriptor_cache,
+            journal_url=journal[0] if journal else None,
+            journal_headers=journal[1] if journal else None,
             tls_certificate=str(workdir / "certs" / "ca.crt") if tls else None,
             tls_key=str(workdir / "tls.key") if tls else None,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any, TextIO
 
 from regvault.cli.common import Subparsers, add_common_options, console, settings, split_ref, store
@@ -28,6 +29,13 @@ def add_parser(sub: Subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     history.add_argument("reference", metavar="REPO[:TAG]")
+    history.add_argument(
+        "--reports-bucket",
+        metavar="BUCKET",
+        default=os.environ.get("REGVAULT_REPORTS_BUCKET") or None,
+        help="the stack's reports bucket (env REGVAULT_REPORTS_BUCKET): say who pushed each digest, "
+        "from the push journal the registry's notifications fill",
+    )
     add_common_options(history, suppress=True, formats=("table", "json", "markdown"))
 
 
@@ -37,7 +45,12 @@ def cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     repository, tag = split_ref(args.reference)
     s3 = store(args)
     _, root = settings(args)
-    doc = tag_history(s3, RegistryLayout(root), repository, tag)
+    journal = None
+    if args.reports_bucket:
+        from regvault.journal.record import Journal, read_journal
+
+        journal = Journal(read_journal(store(args, args.reports_bucket), s3.bucket, root))
+    doc = tag_history(s3, RegistryLayout(root), repository, tag, journal)
     if args.format == "json":
         out.write(json.dumps(doc, indent=2) + "\n")
         return 0
@@ -55,7 +68,9 @@ def _table(doc: dict[str, Any], out: TextIO) -> None:
 
     terminal = console(out)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("REPOSITORY", "TAG", "", "DIGEST", "POINTED AT (UTC)", "TYPE", "SIZE", "RESTORABLE"):
+    journaled = any(e.get("by") for t in doc["tags"] for e in t["history"])
+    columns = ["REPOSITORY", "TAG", "", "DIGEST", "POINTED AT (UTC)", "TYPE", "SIZE", "RESTORABLE"]
+    for column in columns + (["BY"] if journaled else []):
         table.add_column(column, no_wrap=True)
     for t in doc["tags"]:
         for entry in t["history"]:
@@ -76,6 +91,7 @@ def _table(doc: dict[str, Any], out: TextIO) -> None:
                 short_media_type(entry["media_type"]),
                 _size(entry["size"]),
                 restorable,
+                *([entry.get("by") or "?"] if journaled else []),
             )
     terminal.print(table)
     terminal.print(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regvault.errors import NoRegistryFound
 from regvault.images.closure import Planner, tag_pointers
@@ -12,11 +12,19 @@ from regvault.storage.layout import RegistryLayout
 from regvault.storage.reference import validate_repository, validate_tag
 from regvault.storage.store import RegistryStore
 
+if TYPE_CHECKING:
+    from regvault.journal.record import Journal
+
 
 def tag_history(
-    store: RegistryStore, layout: RegistryLayout, repository: str, tag: str | None
+    store: RegistryStore,
+    layout: RegistryLayout,
+    repository: str,
+    tag: str | None,
+    journal: Journal | None = None,
 ) -> dict[str, Any]:
-    """Every digest each tag pointed at, newest first, with whether its image can be restored."""
+    """Every digest each tag pointed at, newest first, with whether its image can be restored, and with
+    a push ``journal``, who set it (``by``; None when the journal has no push of it)."""
     validate_repository(repository)
     if tag is not None:
         validate_tag(tag)
@@ -43,6 +51,7 @@ def tag_history(
                     "size": image.size,
                     "recoverable": image.recoverable,
                     "missing": [layout.relative(n.key) for n in image.missing],
+                    "by": journal.actor_of(repository, name, str(digest)) if journal else None,
                 }
             )
         tags.append(

@@ -39,6 +39,9 @@ class RegistrySettings:
     # S3-level delete) removed. Off by default; "inmemory" to match registry defaults.
     blob_descriptor_cache: str | None = None
     notifications_url: str | None = None
+    # regvault's push journal (JournalFunction): its URL and the header that carries the shared secret
+    journal_url: str | None = None
+    journal_headers: dict[str, str] | None = None
     log_level: str = "info"
     # server-side encryption header on writes; default: on for AWS, off for an S3-compatible endpoint
     encrypt: bool | None = None
@@ -94,18 +97,25 @@ def config_dict(s: RegistrySettings) -> dict[str, Any]:
     }
     if s.htpasswd_path:
         config["auth"] = {"htpasswd": {"realm": s.auth_realm, "path": s.htpasswd_path}}
-    if s.notifications_url:
-        config["notifications"] = {
-            "endpoints": [
-                {
-                    "name": "regvault",
-                    "url": s.notifications_url,
-                    "timeout": "5s",
-                    "threshold": 5,
-                    "backoff": "10s",
-                }
-            ]
+    endpoints: list[dict[str, Any]] = []
+    if s.notifications_url:  # the user's own webhook
+        endpoints.append(
+            {"name": "regvault", "url": s.notifications_url, "timeout": "5s", "threshold": 5, "backoff": "10s"}
+        )
+    if s.journal_url:  # regvault's push journal: neither pulls nor blob uploads are sent
+        endpoint: dict[str, Any] = {
+            "name": "regvault-journal",
+            "url": s.journal_url,
+            "timeout": "5s",
+            "threshold": 5,
+            "backoff": "10s",
+            "ignore": {"mediatypes": ["application/octet-stream"], "actions": ["pull"]},
         }
+        if s.journal_headers:
+            endpoint["headers"] = {name: [value] for name, value in s.journal_headers.items()}
+        endpoints.append(endpoint)
+    if endpoints:
+        config["notifications"] = {"endpoints": endpoints}
     return config
 
 
