@@ -99,9 +99,8 @@ def config_dict(s: RegistrySettings) -> dict[str, Any]:
         config["auth"] = {"htpasswd": {"realm": s.auth_realm, "path": s.htpasswd_path}}
     endpoints: list[dict[str, Any]] = []
     if s.notifications_url:  # the user's own webhook
-        endpoints.append(
-            {"name": "regvault", "url": s.notifications_url, "timeout": "5s", "threshold": 5, "backoff": "10s"}
-        )
+        own = {"name": "regvault", "url": s.notifications_url, "timeout": "5s", "threshold": 5}
+        endpoints.append({**own, "backoff": "10s"})
     if s.journal_url:  # regvault's push journal: neither pulls nor blob uploads are sent
         endpoint: dict[str, Any] = {
             "name": "regvault-journal",
