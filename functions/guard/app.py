@@ -2,6 +2,7 @@
 (REGVAULT_PROTECTED_TAGS) that moved or was deleted is put back, and SNS is told. Its role reads, and
 writes under the registry's root, and deletes nothing."""
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -15,6 +16,7 @@ from regvault.aws.services import Notifier
 from regvault.errors import InvalidInput
 from regvault.guard.patterns import Protection
 from regvault.guard.usecase import guard_event
+from regvault.journal.record import recent_actor_lookup
 from regvault.lambda_edge.events import GuardSettings, S3ObjectEvent, parse_event
 from regvault.storage.layout import RegistryLayout
 
@@ -39,6 +41,10 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     if event.detail.bucket.name != SETTINGS.bucket:
         raise InvalidInput(f"an event of bucket {event.detail.bucket.name!r}, not {SETTINGS.bucket!r}")
     store, notifier = ports()
+    actor_of = None
+    if SETTINGS.reports_bucket:  # who tried it, from the push journal (the registry's notifications)
+        reports = S3Store(SETTINGS.reports_bucket, s3_client())
+        actor_of = recent_actor_lookup(reports, SETTINGS.bucket, SETTINGS.root, datetime.now(UTC))
     decision = guard_event(
         store,
         RegistryLayout(SETTINGS.root),
@@ -46,6 +52,7 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
         event.detail.object.key,
         event.detail.object.version_id,
         notifier=notifier,
+        actor_of=actor_of,
     )
     if decision.action == "reverted":
         metrics.add_metric(name="ProtectedTagsPutBack", unit=MetricUnit.Count, value=1)

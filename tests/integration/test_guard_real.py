@@ -29,7 +29,7 @@ def _until(what, check, timeout=30.0):
 
 @pytest.fixture(scope="module")
 def guarded(tmp_path_factory):
-    with LocalRegistry(tmp_path_factory.mktemp("guard"), protected_tags=PROTECTED) as env:
+    with LocalRegistry(tmp_path_factory.mktemp("guard"), protected_tags=PROTECTED, journal=True) as env:
         # what the setup does when ProtectedTags is set (ensure_bucket(events=True), tested in the unit
         # tests; its TLS-only policy would shut out this plain-http registry): events to EventBridge
         env.s3.put_bucket_notification_configuration(
@@ -64,6 +64,10 @@ def test_a_re_push_and_a_delete_over_a_protected_tag_are_put_back(guarded, tmp_p
     assert new != old
     _until("the re-push put back", lambda: client.digest_of("guarded/app", "v1") == old)
     env.skopeo.pull("guarded/app:v1", tmp_path / "after-repush")
+    # the notice says who tried it: the registry's user, from the push journal
+    notice = _until("the guard's notice", lambda: [n for n in env.notices() if "put back" in n["subject"]])
+    assert notice[0]["subject"] == "regvault: protected tag guarded/app:v1 put back"
+    assert f"by {env.registry.user};" in notice[0]["message"] and new[:19] in notice[0]["message"]
     # a manifest DELETE through the registry API (the tag goes with it): put back too
     assert client.delete_manifest("guarded/app", old) == 202
     _until("the delete put back", lambda: client.digest_of("guarded/app", "v1") == old)

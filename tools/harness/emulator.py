@@ -47,7 +47,12 @@ class S3Emulator:
         if s3_events is not None:
             handler, pattern, handler_env = s3_events
             env.update(self.client_env())
-            env.update(POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_SERVICE_NAME="regvault", **handler_env)
+            env.update(
+                POWERTOOLS_TRACE_DISABLED="true",
+                POWERTOOLS_SERVICE_NAME="regvault",
+                POWERTOOLS_METRICS_NAMESPACE="regvault",
+                **handler_env,
+            )
             argv += ["--s3-events-handler", handler, "--s3-events-pattern", json.dumps(pattern)]
         self.name = name
         self.proc = supervisor.start(name, argv, env=env)

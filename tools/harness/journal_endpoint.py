@@ -21,6 +21,7 @@ class JournalEndpoint:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)  # reads its environment now: set it before
+        module.ports()  # its clients and the secret, made now, with this environment
         self.requests: list[int] = []
         endpoint = self
 

@@ -15,7 +15,9 @@ from harness.registry import RegistryServer
 from regvault.lambda_edge.journal import SECRET_HEADER
 
 
-def guard_events(bucket: str, root: str, protected_tags: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+def guard_events(
+    bucket: str, root: str, protected_tags: str, reports_bucket: str | None = None
+) -> tuple[str, dict[str, Any], dict[str, str]]:
     """The template's GuardFunction as the emulator runs it: its handler file, its EventBridge rule's
     pattern (the bucket's name put in) and its environment."""
     import json
@@ -27,6 +29,9 @@ def guard_events(bucket: str, root: str, protected_tags: str) -> tuple[str, dict
     pattern = guard["Events"]["TagLinkChanged"]["Properties"]["Pattern"]
     pattern = json.loads(json.dumps(pattern).replace('{"Ref": "BucketName"}', json.dumps(bucket)))
     env = {"REGVAULT_BUCKET": bucket, "REGVAULT_ROOT": root, "REGVAULT_PROTECTED_TAGS": protected_tags}
+    if reports_bucket:  # the push journal: the guard says who moved a tag
+        env["REPORTS_BUCKET"] = reports_bucket
+    env["ALERT_TOPIC_ARN"] = f"arn:aws:sns:us-east-1:123456789012:{bucket}-alerts"  # LocalRegistry makes it
     return str(ROOT / "functions" / "guard" / "app.py"), pattern, env
 
 
@@ -58,10 +63,12 @@ class LocalRegistry:
         self.supervisor = Supervisor(self.workdir)
         self._closing: list[Any] = []
         try:
-            events = guard_events(self.bucket, root, protected_tags) if protected_tags else None
+            reports = f"{self.bucket}-reports" if journal else None
+            events = guard_events(self.bucket, root, protected_tags, reports) if protected_tags else None
             self.emulator = S3Emulator(self.supervisor, lambda_handlers=lambda_handlers, s3_events=events)
             self.s3 = self.emulator.client("s3")
             self.s3.create_bucket(Bucket=self.bucket)
+            self.alerts_queue = self._alerts() if protected_tags else None
             if versioned:
                 self.s3.put_bucket_versioning(
                     Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
@@ -84,6 +91,32 @@ class LocalRegistry:
         except BaseException:
             self.close()
             raise
+
+    def _alerts(self) -> str:
+        """The stack's SNS topic (the guard's notices) with a queue subscribed to read them."""
+        sns, sqs = self.emulator.client("sns"), self.emulator.client("sqs")
+        topic = sns.create_topic(Name=f"{self.bucket}-alerts")["TopicArn"]
+        queue = sqs.create_queue(QueueName=f"{self.bucket}-alerts")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+        return str(queue)
+
+    def notices(self) -> list[dict[str, str]]:
+        """The SNS notices published since the last call (subject, message)."""
+        import json
+
+        sqs, out = self.emulator.client("sqs"), []
+        while self.alerts_queue:
+            got = (
+                sqs.receive_message(QueueUrl=self.alerts_queue, MaxNumberOfMessages=10).get("Messages") or []
+            )
+            if not got:
+                break
+            for message in got:
+                body = json.loads(message["Body"])
+                out.append({"subject": body.get("Subject", ""), "message": body.get("Message", "")})
+                sqs.delete_message(QueueUrl=self.alerts_queue, ReceiptHandle=message["ReceiptHandle"])
+        return out
 
     def _journal(self) -> Any:
         import os

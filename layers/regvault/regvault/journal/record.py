@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from regvault.errors import RegvaultError
@@ -72,21 +72,25 @@ def record_batch(
     return key
 
 
-def read_journal(store: JournalStore, bucket: str, root: str) -> list[JournalEntry]:
-    """Every kept event of this registry, oldest first, each event id once. A batch that is not ours
-    is skipped."""
+def read_journal(
+    store: JournalStore, bucket: str, root: str, days: Iterable[date] | None = None
+) -> list[JournalEntry]:
+    """Every kept event of this registry (or of the given days' partitions only), oldest first, each
+    event id once. A batch that is not ours is skipped."""
     seen: dict[str, JournalEntry] = {}
-    for page in store.list_current(journal_prefix(bucket, root)):
-        for record in page:
-            try:
-                doc = json.loads(store.get_bytes(record.key, max_bytes=8 * 1024 * 1024))
-                if doc.get("format") != FORMAT:
-                    continue
-                for raw in doc["events"]:
-                    entry = JournalEntry(**raw)
-                    seen.setdefault(entry.event_id, entry)
-            except (RegvaultError, ValueError, KeyError, TypeError):
+    prefix = journal_prefix(bucket, root)
+    prefixes = [f"{prefix}{d:%Y/%m/%d}/" for d in days] if days is not None else [prefix]
+    records = (r for p in prefixes for page in store.list_current(p) for r in page)
+    for record in records:
+        try:
+            doc = json.loads(store.get_bytes(record.key, max_bytes=8 * 1024 * 1024))
+            if doc.get("format") != FORMAT:
                 continue
+            for raw in doc["events"]:
+                entry = JournalEntry(**raw)
+                seen.setdefault(entry.event_id, entry)
+        except (RegvaultError, ValueError, KeyError, TypeError):
+            continue
     return sorted(seen.values(), key=lambda e: (e.at, e.event_id))
 
 
@@ -106,3 +110,23 @@ class Journal:
     def actor_of(self, repository: str, tag: str, digest: str) -> str | None:
         entry = self.pushed(repository, tag, digest)
         return entry.actor if entry is not None else None
+
+
+def recent_actor_lookup(
+    store: JournalStore, bucket: str, root: str, now: datetime, attempts: int = 3, pause: float = 1.5
+) -> Callable[[str, str, str], str | None]:
+    """Who pushed ``repository:tag`` at ``digest``, from today's and yesterday's journal: for the guard,
+    whose event may arrive before the registry's notification does (it asks again, ``attempts`` times,
+    ``pause`` seconds apart)."""
+    import time
+
+    def lookup(repository: str, tag: str, digest: str) -> str | None:
+        for attempt in range(attempts):
+            days = [now.date(), (now - timedelta(days=1)).date()]
+            actor = Journal(read_journal(store, bucket, root, days)).actor_of(repository, tag, digest)
+            if actor is not None or attempt == attempts - 1:
+                return actor
+            time.sleep(pause)
+        return None
+
+    return lookup

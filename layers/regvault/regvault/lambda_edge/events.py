@@ -249,6 +249,7 @@ class RepairEvent(BaseModel):
 class GuardSettings(Settings):
     protected_tags: str = ""
     alert_topic_arn: str | None = None
+    reports_bucket: str | None = None  # the push journal's bucket: who moved a tag
 
     @field_validator("protected_tags")
     @classmethod
@@ -261,6 +262,7 @@ class GuardSettings(Settings):
         **Settings.ENV,
         "protected_tags": "REGVAULT_PROTECTED_TAGS",
         "alert_topic_arn": "ALERT_TOPIC_ARN",
+        "reports_bucket": "REPORTS_BUCKET",
     }
 
 
