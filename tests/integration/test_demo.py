@@ -32,6 +32,9 @@ PHRASES = (
     "undone:",
     "10. regvault usage",
     "monthly: $",
+    "11. protected tags (release/*:v*) and the push journal",
+    "put back: release/app:v1 serves",
+    "by regvault; put back to",  # who tried it, from the registry's notifications
     "stopping",
 )
 

@@ -43,7 +43,7 @@ def _delete_manifest(env: LocalRegistry, repository: str, digest: str) -> int:
 def run(workdir: Path | None, output: Path, console: Console) -> int:
     started = time.monotonic()
     console.print(Rule("[bold]regvault demo[/]: a real registry on an S3 emulator, all on 127.0.0.1"))
-    with LocalRegistry(workdir, lambda_handlers=str(HANDLERS)) as env:
+    with LocalRegistry(workdir, lambda_handlers=str(HANDLERS), protected_tags=PROTECTED, journal=True) as env:
         console.print(f"S3 emulator (moto server, patched)  {env.emulator.endpoint_url}")
         console.print(
             f"registry (docker-registry 2.8.2)     http://{env.registry.address}  bucket {env.bucket}"
@@ -146,10 +146,50 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
 
         step(console, 10, "regvault usage: what each repository stores and costs")
         usage = regvault(["usage", "--recovery-days", "30"])
+
+        step(console, 11, f"protected tags ({PROTECTED}) and the push journal: who moved a tag")
+        guarded = guard_and_journal(env, console)
         console.print(Rule(f"done in {time.monotonic() - started:.0f} s; stopping the emulator and registry"))
         ok = clean == 0 and broken == 1 and final == 0 and pulled == 3 and after_gc == 0
         ok = ok and planned == 0 and repaired == 0 and len(done["images"]) == 3
-        return 0 if ok and undone == 0 and usage == 0 else 1
+        return 0 if ok and undone == 0 and usage == 0 and guarded else 1
+
+
+PROTECTED = "release/*:v*"
+
+
+def guard_and_journal(env: LocalRegistry, console: Console) -> bool:
+    """A release tag pushed, then pushed over: the guard puts it back within seconds and its notice
+    says who tried (the registry's notifications, kept in the push journal)."""
+    from harness.distclient import DistributionClient
+
+    lay = env.layout
+    client = DistributionClient(env.registry.address, env.registry.user, env.registry.password)
+    v1 = lay.tag("rel-v1", lay.image([lay.layer("base-1", 4096), lay.layer("rel-v1")], label="release v1"))
+    first = env.push(v1, "release/app:v1")
+    console.print(f"  pushed release/app:v1 -> {first[:19]}… (a first push: the guard pins it)")
+    time.sleep(1.5)
+    again = lay.tag("rel-v1b", lay.image([lay.layer("base-1", 4096), lay.layer("rel-oops")], label="oops"))
+    started = time.monotonic()
+    second = env.push(again, "release/app:v1")
+    console.print(f"  {env.registry.user} pushes another image over it -> {second[:19]}…")
+    deadline = started + 30
+    while client.digest_of("release/app", "v1") != first and time.monotonic() < deadline:
+        time.sleep(0.2)
+    back = client.digest_of("release/app", "v1") == first
+    console.print(
+        f"  {'put back' if back else 'NOT put back'}: release/app:v1 serves {first[:19]}… again after "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    notices: list[dict[str, str]] = []
+    while time.monotonic() < deadline and not any("put back" in n["subject"] for n in notices):
+        notices += env.notices()
+        time.sleep(0.3)
+    for notice in notices:
+        console.print(f"  SNS: [bold]{escape(notice['subject'])}[/]", soft_wrap=True)
+        console.print(f"    {escape(notice['message'])}", soft_wrap=True)
+    history = regvault(["history", "release/app:v1", "--reports-bucket", env.reports_bucket])
+    return back and history == 0 and any(f"by {env.registry.user};" in n["message"] for n in notices)
 
 
 def setup_in_emulator(env: LocalRegistry, console: Console) -> None:
@@ -171,6 +211,8 @@ def setup_in_emulator(env: LocalRegistry, console: Console) -> None:
                 # after a reboot: the demo allows it (sam deploy's default is to fail with the remedy)
                 "AllowReboot": "true",
                 "AgentGraceSeconds": "30",
+                # ProtectedTags is set: the setup sends the bucket's object events to EventBridge
+                "BucketEvents": "true",
             },
         )
     preflight = out["preflight"]["value"]

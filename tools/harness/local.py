@@ -137,6 +137,8 @@ class LocalRegistry:
             POWERTOOLS_TRACE_DISABLED="true",
             POWERTOOLS_SERVICE_NAME="regvault",
             POWERTOOLS_METRICS_NAMESPACE="regvault",
+            POWERTOOLS_LOG_LEVEL="WARNING",  # the demo's screen: refusals only
+            POWERTOOLS_METRICS_DISABLED="true",
         )
         endpoint = JournalEndpoint()
         self._closing.append(endpoint.close)
