@@ -134,3 +134,23 @@ def test_bad_requests_are_refused_and_nothing_is_written(journal, s3, change, st
     assert _written(s3) == []
     logged = capsys.readouterr().out
     assert SECRET not in logged and "x" * 100 not in logged  # neither the secret nor the body is logged
+
+
+def test_the_template_wires_the_journal_with_least_privilege(template):
+    from .test_template import functions, registry_bucket_actions
+
+    fn = functions(template)["JournalFunction"]
+    assert template["Parameters"]["EnableJournal"]["Default"] == "true" and fn["Condition"] == "JournalOn"
+    assert fn["Properties"]["FunctionUrlConfig"]["AuthType"] == "NONE"  # the secret header is the gate
+    assert not registry_bucket_actions(fn)  # it never touches the registry bucket
+    statements = [s for p in fn["Properties"]["Policies"] if "Statement" in p for s in p["Statement"]]
+    assert [(s["Action"], s["Resource"]) for s in statements] == [
+        (["s3:PutObject"], {"Sub": "${ReportsBucket.Arn}/journal/*"})
+    ]
+    assert {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "JournalSecret"}}} in fn[
+        "Properties"
+    ]["Policies"]
+    secret = template["Resources"]["JournalSecret"]["Properties"]
+    assert secret["GenerateSecretString"]["PasswordLength"] >= 32
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert env["JOURNAL_SECRET_ARN"] == {"Ref": "JournalSecret"}  # its ARN, never its value
