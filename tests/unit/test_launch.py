@@ -253,3 +253,58 @@ def test_first_boot_waits_for_cloud_init_and_takes_the_dpkg_lock_with_a_timeout(
     apt = [c for c in calls if c.startswith("apt-get")]
     assert len(apt) == 2 and all("-o DPkg::Lock::Timeout=600" in c for c in apt)
     assert calls.index(apt[0]) > 0 and calls[-1] == "systemctl enable --now docker"
+
+
+JOURNAL_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:stack/registry-journal-AbCdEf"
+
+
+def test_the_journal_endpoint_is_configured_with_its_secret_put_in_on_the_instance(document, tmp_path):
+    journal = LaunchSpec(
+        **{
+            **SPEC.__dict__,
+            "journal_url": "https://abc.lambda-url.eu-west-1.on.aws/",
+            "journal_secret": JOURNAL_ARN,
+        }
+    )
+    params = journal.document_parameters()
+    assert params["JournalSecretId"] == [journal.journal_secret]  # the ARN: a name, never the value
+    config = yaml.safe_load(base64.b64decode(params["ConfigBase64"][0]))
+    endpoints = {e["name"]: e for e in config["notifications"]["endpoints"]}
+    assert endpoints["regvault"]["url"] == "https://hooks.example/registry"  # the user's own webhook stays
+    ours = endpoints["regvault-journal"]
+    assert ours["url"] == "https://abc.lambda-url.eu-west-1.on.aws/"
+    assert ours["headers"] == {"x-regvault-journal-secret": ["__REGVAULT_JOURNAL_SECRET__"]}
+    assert ours["ignore"] == {"mediatypes": ["application/octet-stream"], "actions": ["pull"]}
+    assert SPEC.document_parameters()["JournalSecretId"] == [""]  # without the journal: nothing
+    # the script puts the value in on the instance, from the secret read with the instance role
+    script = script_of(document)
+    assert 'secret "$JOURNAL_SECRET" | python3' in script and "__REGVAULT_JOURNAL_SECRET__" in script
+    # and does it: a config file with the placeholder gets the value, read from stdin (not argv)
+    line = next(x for x in script.splitlines() if "python3 -c" in x and "REGVAULT_JOURNAL" in x)
+    program = line.split("python3 -c '", 1)[1].split("' \"$DIR", 1)[0]
+    path = tmp_path / "config.yml"
+    path.write_text('headers:\n  x-regvault-journal-secret:\n    - "__REGVAULT_JOURNAL_SECRET__"\n')
+    subprocess.run(["python3", "-c", program, str(path)], input="s3cr3t", text=True, check=True)
+    assert yaml.safe_load(path.read_text())["headers"]["x-regvault-journal-secret"] == ["s3cr3t"]
+
+
+def test_the_setup_passes_the_journal_to_the_launch():
+    from regvault.setup.steps import SetupConfig, spec
+
+    props = {
+        "Name": "stack",
+        "Region": "eu-west-1",
+        "InstanceId": "i-0123456789abcdef0",
+        "BucketName": "reg-bucket",
+    }
+    arn = JOURNAL_ARN
+    config = SetupConfig.from_properties(
+        {**props, "JournalUrl": "https://x.lambda-url.eu-west-1.on.aws/", "JournalSecretId": arn}
+    )
+    secrets = {
+        "htpasswd_secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:h",
+        "tls_secret_arn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:t",
+    }
+    launch = spec(config, secrets, {})
+    assert launch.journal_secret == arn and launch.journal_url.startswith("https://")
+    assert SetupConfig.from_properties(props).journal_url == ""

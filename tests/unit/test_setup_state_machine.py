@@ -434,6 +434,8 @@ CONDITIONAL = {
     "SetupSecretsFunction": {"secretsmanager:PutSecretValue", "secretsmanager:DescribeSecret", "kms:Decrypt"},
     "SetupPreflightFunction": {"secretsmanager:DescribeSecret"},
     "SetupLaunchFunction": {"ec2:RebootInstances"},
+    # only with ProtectedTags (a conditional statement); test_guard_function covers the calls themselves
+    "SetupStorageFunction": {"s3:GetBucketNotification", "s3:PutBucketNotification"},
     "SetupTriggerFunction": {"states:StopExecution", "ssm:CancelCommand"},
 }
 

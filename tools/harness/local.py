@@ -12,7 +12,7 @@ from harness.emulator import S3Emulator
 from harness.images import BuiltImage, OciLayout, Skopeo
 from harness.processes import Supervisor
 from harness.registry import RegistryServer
-from regvault.lambda_edge.journal import SECRET_HEADER
+from regvault.journal.record import SECRET_HEADER
 
 
 def guard_events(

@@ -18,6 +18,10 @@ from regvault.errors import RegvaultError
 from regvault.storage.store import ObjectStore, VersionRecord
 
 FORMAT = "regvault-journal/1"
+# the header the registry's notifications carry the shared secret in; on the instance the rendered config
+# holds PLACEHOLDER until the launch script puts the secret (read with the instance role) in its place
+SECRET_HEADER = "x-regvault-journal-secret"  # noqa: S105 - a header name, not a secret
+PLACEHOLDER = "__REGVAULT_JOURNAL_SECRET__"
 KEPT_ACTIONS = ("push", "delete")
 BLOB = "application/octet-stream"
 

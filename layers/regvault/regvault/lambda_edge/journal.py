@@ -13,12 +13,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from regvault.errors import InvalidInput
-from regvault.journal.record import JournalEntry, record_batch
+from regvault.journal.record import SECRET_HEADER, JournalEntry, record_batch
 from regvault.lambda_edge.events import one_line
 from regvault.storage.reference import validate_repository, validate_tag
 from regvault.storage.store import ObjectStore
 
-SECRET_HEADER = "x-regvault-journal-secret"  # noqa: S105 - a header name, not a secret
 MAX_BODY = 1024 * 1024
 MAX_EVENTS = 1000
 

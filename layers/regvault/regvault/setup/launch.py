@@ -15,6 +15,7 @@ from typing import Any
 
 from regvault.aws.errors import expected
 from regvault.errors import AwsCallFailed, InvalidInput
+from regvault.journal.record import PLACEHOLDER, SECRET_HEADER
 from regvault.setup.registry_config import RegistrySettings, render
 
 CONTAINER_PATHS = {"2": "/etc/docker/registry/config.yml", "3": "/etc/distribution/config.yml"}
@@ -55,6 +56,9 @@ class LaunchSpec:
     htpasswd_secret: str = ""
     tls_secret: str = ""
     notifications_url: str | None = None
+    # regvault's push journal: the JournalFunction's URL and the secret (its ARN) the header carries
+    journal_url: str | None = None
+    journal_secret: str = ""
     enable_ui: bool = False
     ui_image: str = DEFAULT_UI_IMAGE
     bucket_kms: bool = False  # the bucket encrypts with SSE-KMS by default: keep its key
@@ -92,6 +96,9 @@ class LaunchSpec:
                 tls_certificate=f"{ON_INSTANCE}/tls.crt",
                 tls_key=f"{ON_INSTANCE}/tls.key",
                 notifications_url=self.notifications_url,
+                journal_url=self.journal_url,
+                # the secret itself goes in on the instance (the launch script), never through SSM
+                journal_headers={SECRET_HEADER: PLACEHOLDER} if self.journal_url else None,
                 # encrypt: true makes distribution send AES256 on every write, overriding a bucket's
                 # SSE-KMS default; with SSE-KMS the bucket's own key applies instead
                 encrypt=not self.bucket_kms,
@@ -107,6 +114,7 @@ class LaunchSpec:
             "ConfigBase64": [base64.b64encode(self.config_yaml().encode()).decode()],
             "HtpasswdSecretId": [self.htpasswd_secret],
             "TlsSecretId": [self.tls_secret],
+            "JournalSecretId": [self.journal_secret if self.journal_url else ""],
             "Region": [self.region],
             "EnableUi": ["true" if self.enable_ui else "false"],
             "UiImage": [self.ui_image],

@@ -55,6 +55,9 @@ class SetupConfig:
     command_timeout_s: int = 1800
     # the guard (ProtectedTags): the bucket sends its object events to EventBridge
     bucket_events: bool = False
+    # the push journal (EnableJournal): the JournalFunction's URL and its secret's ARN
+    journal_url: str = ""
+    journal_secret: str = ""
 
     def __post_init__(self) -> None:
         if not self.partition:
@@ -94,6 +97,8 @@ class SetupConfig:
                 managed_timeout_s=int(props.get("ManagedTimeoutSeconds", 900)),
                 command_timeout_s=int(props.get("CommandTimeoutSeconds", 1800)),
                 bucket_events=flag(props.get("BucketEvents", "false")),
+                journal_url=str(props.get("JournalUrl", "")),
+                journal_secret=str(props.get("JournalSecretId", "")),
             )
         except KeyError as exc:
             raise InvalidInput(f"setup property {exc.args[0]} is missing") from None
@@ -148,7 +153,9 @@ def identity(
     config: SetupConfig, iam: Any, secrets: dict[str, Any], storage: dict[str, Any]
 ) -> dict[str, Any]:
     """The instance reads the htpasswd and TLS secrets (never the users' plaintext passwords)."""
-    instance_secrets = (secrets["htpasswd_secret_arn"], secrets["tls_secret_arn"])
+    instance_secrets = (secrets["htpasswd_secret_arn"], secrets["tls_secret_arn"]) + (
+        (config.journal_secret,) if config.journal_url and config.journal_secret else ()
+    )
     access = InstanceAccess(
         bucket=config.bucket,
         root=config.root,
@@ -225,6 +232,8 @@ def spec(config: SetupConfig, secrets: dict[str, Any], storage: dict[str, Any]) 
         htpasswd_secret=str(secrets["htpasswd_secret_arn"]),
         tls_secret=str(secrets["tls_secret_arn"]),
         notifications_url=config.notifications_url or None,
+        journal_url=config.journal_url or None,
+        journal_secret=config.journal_secret,
         enable_ui=config.enable_ui,
         ui_image=config.ui_image,
         bucket_kms=bool(storage.get("kms_key")),
