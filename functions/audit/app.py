@@ -13,6 +13,7 @@ from regvault.audit.usecase import audit_registry, choose_mode
 from regvault.aws.clients import client
 from regvault.aws.s3 import S3Store
 from regvault.aws.services import Notifier, StateMachine, reporting_ports
+from regvault.journal.record import Journal, read_journal
 from regvault.lambda_edge.events import AuditEvent, AuditSettings
 from regvault.lambda_edge.healing import hand_over_to_repair
 from regvault.reports.scheduled import ReportsBucketCache, last_audit_size, summary_metrics
@@ -48,7 +49,7 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     outcome = audit_registry(
         registry,
         RegistryLayout(SETTINGS.root),
-        SETTINGS.audit_request(event.deep, event.sample),
+        SETTINGS.audit_request(event.deep, event.sample, journal_of(reports)),
         # manifest versions the previous audit read are not read again (S3 versions never change)
         cache=ReportsBucketCache.of(reports, SETTINGS.bucket, SETTINGS.root),
         sink=reports,
@@ -61,3 +62,10 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     logger.info("audit finished", extra={"summary": outcome.report.summary, "mode": mode.reason})
     healing = hand_over_to_repair(outcome.report, SETTINGS.repair_function, logger.info)
     return {"mode": "single", "reason": mode.reason, **outcome.published, "healing": healing}
+
+
+def journal_of(reports: S3Store) -> Journal | None:
+    """EnableJournal: the push journal, for the tag writes no registry push explains."""
+    if not SETTINGS.journal:
+        return None
+    return Journal(read_journal(reports, SETTINGS.bucket, SETTINGS.root))

@@ -124,7 +124,9 @@ def test_auto_repair_is_opt_in_and_the_repair_role_is_the_restore_role(template)
         assert props["Environment"]["Variables"]["REPAIR_FUNCTION"] == {
             "If": ["AutoRepairOn", {"Ref": "RepairFunction"}, ""]
         }
-        invoke = [p for p in props["Policies"] if isinstance(p, dict) and "If" in p]
+        invoke = [
+            p for p in props["Policies"] if isinstance(p, dict) and "If" in p and p["If"][0] == "AutoRepairOn"
+        ]
         assert invoke == [
             {
                 "If": [

@@ -29,6 +29,10 @@ CODES: dict[str, tuple[str, str]] = {
     "ORPHAN_BLOB": (INFO, "a blob no manifest references (garbage-collect would remove it)"),
     "STALE_UPLOAD": (INFO, "upload scratch older than the grace window"),
     "PROTECTED_TAG_MOVED": (ERROR, "a protected tag no longer points at its pinned digest (not put back)"),
+    "TAG_WRITTEN_OUTSIDE_REGISTRY": (
+        WARNING,
+        "a tag's link got a version no push or delete in the registry's journal explains",
+    ),
     "HISTORY_UNRECOVERABLE": (WARNING, "an earlier image of a tag can no longer be restored from S3"),
     "BUCKET_VERSIONING_OFF": (ERROR, "bucket versioning is not enabled: deletes and overwrites lose data"),
     "NONCURRENT_EXPIRATION": (WARNING, "lifecycle rules expire noncurrent versions: the recovery window"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from regvault.audit.closures import TagRules
 from regvault.audit.deep import deep_verify
@@ -84,6 +85,7 @@ class AuditRequest:
     price_gb_month: float | None = None  # a price instead of the table's
     read_posture: bool = True  # False: no bucket-setting reads (the repair's role has no such rights)
     protected_tags: str = ""  # ProtectedTags: report those that moved and were not put back
+    journal: Any = None  # regvault.journal.record.Journal: report tag writes no push explains
 
     def __post_init__(self) -> None:
         if not 0.0 < self.sample <= 1.0:
@@ -189,6 +191,11 @@ def audit_inventory(
 
         moved = moved_protected_tags(store, layout, Protection.parse(request.protected_tags), tags)
         findings = sorted(findings + moved, key=finding_order)
+    if request.journal is not None:
+        from regvault.journal.check import writes_outside_registry
+
+        outside = writes_outside_registry(store, model, links, request.journal)
+        findings = sorted(findings + outside, key=finding_order)
     blobs_hashed = bytes_hashed = 0
     if request.deep:
         deep_findings, blobs_hashed, bytes_hashed = deep_verify(

@@ -87,6 +87,13 @@ def add_parser(sub: Subparsers) -> None:
         "protected tags that no longer point at the digest the guard pinned (PROTECTED_TAG_MOVED)",
     )
     audit.add_argument(
+        "--reports-bucket",
+        metavar="BUCKET",
+        default=os.environ.get("REGVAULT_REPORTS_BUCKET") or None,
+        help="the stack's reports bucket (env REGVAULT_REPORTS_BUCKET): with its push journal, report "
+        "tag writes no registry push or delete explains (TAG_WRITTEN_OUTSIDE_REGISTRY)",
+    )
+    audit.add_argument(
         "--cache-dir",
         metavar="DIR",
         default=os.environ.get("REGVAULT_CACHE_DIR") or None,
@@ -113,6 +120,7 @@ def cmd_audit(args: argparse.Namespace, out: TextIO) -> int:
         shards=args.shards,
         upload_versions=args.upload_versions,
         protected_tags=args.protected_tags,
+        journal=_journal(args, s3.bucket, root),
         price_region=args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
         price_gb_month=_env_price(),
     )
@@ -236,6 +244,14 @@ def _missing(group: Any) -> str:
 def _not_listed(summary: dict[str, Any]) -> str:
     folders = summary.get("upload_folders_not_listed") or 0
     return f" (versions of {folders} upload folder(s) not listed, their live keys were)" if folders else ""
+
+
+def _journal(args: argparse.Namespace, bucket: str, root: str) -> Any:
+    if not args.reports_bucket:
+        return None
+    from regvault.journal.record import Journal, read_journal
+
+    return Journal(read_journal(store(args, args.reports_bucket), bucket, root))
 
 
 def _env_price() -> float | None:

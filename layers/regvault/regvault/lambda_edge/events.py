@@ -71,6 +71,7 @@ class AuditSettings(Settings):
     region: str | None = None
     price_gb_month: float | None = Field(default=None, ge=0, lt=10)
     protected_tags: str = ""  # ProtectedTags: the audit reports those that moved and were not put back
+    journal: bool = False  # EnableJournal: the audit reads the push journal from the reports bucket
 
     @field_validator("audit_shards")
     @classmethod
@@ -79,8 +80,9 @@ class AuditSettings(Settings):
             raise ValueError("AUDIT_SHARDS must be 16 or 256")
         return value
 
-    def audit_request(self, deep: bool = False, sample: float = 1.0) -> AuditRequest:
+    def audit_request(self, deep: bool = False, sample: float = 1.0, journal: Any = None) -> AuditRequest:
         return AuditRequest(
+            journal=journal,
             deep=deep,
             sample=sample,
             price_region=self.region,
@@ -99,6 +101,7 @@ class AuditSettings(Settings):
         "region": "AWS_REGION",
         "price_gb_month": "REGVAULT_S3_PRICE_GB_MONTH",
         "protected_tags": "REGVAULT_PROTECTED_TAGS",
+        "journal": "REGVAULT_JOURNAL",
     }
 
 

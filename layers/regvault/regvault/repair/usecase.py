@@ -174,7 +174,7 @@ def repair_registry(
     now = datetime.now(UTC)
     lease = take_lease(store, layout, holder_id("repair", now), "repair", now)
     try:
-        outcome.copied = apply_plan(store, combined).copied
+        outcome.copied = apply_plan(store, combined, tag_metadata={"regvault-repair": lease.holder}).copied
     finally:
         release_lease(store, layout, lease)
     outcome.applied = True

@@ -77,7 +77,8 @@ def restore_images(
     now = datetime.now(UTC)
     lease = take_lease(store, layout, holder_id("restore", now), "restore", now)
     try:
-        copied = apply_plan(store, plan, force=request.force, progress=progress).copied
+        mark = {"regvault-restore": lease.holder}  # the audit knows regvault's own writes by it
+        copied = apply_plan(store, plan, force=request.force, progress=progress, tag_metadata=mark).copied
     finally:
         release_lease(store, layout, lease)
     restart = restarter.restart() if restarter is not None and plan.brings_blobs_back else None
