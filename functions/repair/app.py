@@ -12,9 +12,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from regvault.aws.clients import s3_client
 from regvault.aws.s3 import S3Store
-from regvault.aws.services import Notifier, RegistryRestarter
+from regvault.aws.services import Notifier, RegistryRestarter, restore_role_ports
 from regvault.lambda_edge.events import RepairEvent, RepairSettings, parse_event
 from regvault.repair.usecase import RepairRequest, heal, repair_registry
 from regvault.storage.layout import RegistryLayout
@@ -26,15 +25,9 @@ SETTINGS = RepairSettings.from_env()  # validated at cold start
 
 
 @lru_cache(maxsize=1)
-def store() -> S3Store:
-    return S3Store(SETTINGS.bucket, s3_client(max_pool_connections=32))
-
-
-@lru_cache(maxsize=1)
-def registry_ports() -> tuple[RegistryRestarter | None, Notifier | None]:
-    restarter = RegistryRestarter(SETTINGS.restart_instance_id) if SETTINGS.restart_instance_id else None
-    notifier = Notifier(SETTINGS.alert_topic_arn) if SETTINGS.alert_topic_arn else None
-    return restarter, notifier
+def ports() -> tuple[S3Store, RegistryRestarter | None, Notifier | None]:
+    """The registry bucket, and what an applied change restarts and notifies (when configured)."""
+    return restore_role_ports(SETTINGS.bucket, SETTINGS.restart_instance_id, SETTINGS.alert_topic_arn)
 
 
 @logger.inject_lambda_context
@@ -42,11 +35,11 @@ def registry_ports() -> tuple[RegistryRestarter | None, Notifier | None]:
 @metrics.log_metrics
 def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     event = parse_event(RepairEvent, raw_event)
-    restarter, notifier = registry_ports()
+    registry, restarter, notifier = ports()
     layout = RegistryLayout(SETTINGS.root)
     if event.heal:
         result = heal(
-            store(), layout, restarter=restarter, notifier=notifier, protected_tags=SETTINGS.protected_tags
+            registry, layout, restarter=restarter, notifier=notifier, protected_tags=SETTINGS.protected_tags
         )
     else:
         request = RepairRequest(
@@ -56,7 +49,7 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
             apply=event.apply,
             protected_tags=SETTINGS.protected_tags,
         )
-        outcome = repair_registry(store(), layout, request, restarter=restarter, notifier=notifier)
+        outcome = repair_registry(registry, layout, request, restarter=restarter, notifier=notifier)
         result = outcome.as_dict()
     summary = result["summary"]
     if result["applied"]:

@@ -7,9 +7,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from regvault.aws.clients import s3_client
 from regvault.aws.s3 import S3Store
-from regvault.aws.services import Notifier, RegistryRestarter
+from regvault.aws.services import Notifier, RegistryRestarter, restore_role_ports
 from regvault.lambda_edge.events import RestoreEvent, RestoreSettings, parse_event
 from regvault.restore.targets import parse_time
 from regvault.restore.usecase import RestoreRequest, restore_images
@@ -22,16 +21,9 @@ SETTINGS = RestoreSettings.from_env()  # validated at cold start
 
 
 @lru_cache(maxsize=1)
-def store() -> S3Store:
-    return S3Store(SETTINGS.bucket, s3_client(max_pool_connections=32))
-
-
-@lru_cache(maxsize=1)
-def registry_ports() -> tuple[RegistryRestarter | None, Notifier | None]:
-    """What an applied restore restarts and notifies, when the stack configured them."""
-    restarter = RegistryRestarter(SETTINGS.restart_instance_id) if SETTINGS.restart_instance_id else None
-    notifier = Notifier(SETTINGS.alert_topic_arn) if SETTINGS.alert_topic_arn else None
-    return restarter, notifier
+def ports() -> tuple[S3Store, RegistryRestarter | None, Notifier | None]:
+    """The registry bucket, and what an applied change restarts and notifies (when configured)."""
+    return restore_role_ports(SETTINGS.bucket, SETTINGS.restart_instance_id, SETTINGS.alert_topic_arn)
 
 
 @logger.inject_lambda_context
@@ -47,9 +39,9 @@ def handler(raw_event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
         at=parse_time(event.at) if event.at else None,
         apply=event.apply,
     )
-    restarter, notifier = registry_ports()
+    registry, restarter, notifier = ports()
     outcome = restore_images(
-        store(), RegistryLayout(SETTINGS.root), request, restarter=restarter, notifier=notifier
+        registry, RegistryLayout(SETTINGS.root), request, restarter=restarter, notifier=notifier
     )
     result = outcome.document
     result.update(applied=outcome.applied, copied=outcome.copied, registry_restart=outcome.registry_restart)

@@ -73,3 +73,16 @@ def chromium_screenshot(page: Any, shot: Any, tmp_path: Any, height: int = 1000)
     )
     assert result.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", result.stderr[-800:]
     return True
+
+
+def until(what: str, check: Any, timeout: float = 30.0) -> Any:
+    """Poll ``check`` until it answers something true; fail naming ``what`` after ``timeout`` s."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"not within {timeout:.0f} s: {what}")

@@ -14,17 +14,9 @@ from regvault.guard.patterns import Protection
 from regvault.guard.usecase import guard_event
 from regvault.storage.layout import RegistryLayout, TagCurrentLink
 
+from .support import until
+
 PROTECTED = "guarded/*:v*"
-
-
-def _until(what, check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +54,15 @@ def test_a_re_push_and_a_delete_over_a_protected_tag_are_put_back(guarded, tmp_p
         "guarded/app:v1",
     )
     assert new != old
-    _until("the re-push put back", lambda: client.digest_of("guarded/app", "v1") == old)
+    until("the re-push put back", lambda: client.digest_of("guarded/app", "v1") == old)
     env.skopeo.pull("guarded/app:v1", tmp_path / "after-repush")
     # the notice says who tried it: the registry's user, from the push journal
-    notice = _until("the guard's notice", lambda: [n for n in env.notices() if "put back" in n["subject"]])
+    notice = until("the guard's notice", lambda: [n for n in env.notices() if "put back" in n["subject"]])
     assert notice[0]["subject"] == "regvault: protected tag guarded/app:v1 put back"
     assert f"by {env.registry.user};" in notice[0]["message"] and new[:19] in notice[0]["message"]
     # a manifest DELETE through the registry API (the tag goes with it): put back too
     assert client.delete_manifest("guarded/app", old) == 202
-    _until("the delete put back", lambda: client.digest_of("guarded/app", "v1") == old)
+    until("the delete put back", lambda: client.digest_of("guarded/app", "v1") == old)
     client.pull("guarded/app", "v1")  # manifest and every blob, digests checked
     env.skopeo.pull("guarded/app:v1", tmp_path / "after-delete")
 

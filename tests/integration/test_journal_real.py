@@ -4,7 +4,6 @@ pushes and deletes are kept with who did them, pulls and blob uploads are not, a
 `regvault history --reports-bucket` says who set each digest."""
 
 import json
-import time
 import urllib.error
 import urllib.request
 
@@ -13,15 +12,7 @@ from harness.local import LocalRegistry
 from regvault.aws.s3 import S3Store
 from regvault.journal.record import read_journal
 
-
-def _until(what, check, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"not within {timeout:.0f} s: {what}")
+from .support import until
 
 
 def test_the_registry_journals_who_pushed_and_deleted(tmp_path, capsys, monkeypatch):
@@ -42,7 +33,7 @@ def test_the_registry_journals_who_pushed_and_deleted(tmp_path, capsys, monkeypa
             found = read_journal(reports, env.bucket, "")
             return found if any(e.action == "delete" for e in found) else None
 
-        journal = _until("the registry's notifications in the journal", entries)
+        journal = until("the registry's notifications in the journal", entries)
         pushes = [(e.repository, e.tag, e.digest, e.actor) for e in journal if e.action == "push"]
         assert ("jr/app", "1.0", a, env.registry.user) in pushes and (
             "jr/app",

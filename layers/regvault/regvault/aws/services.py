@@ -107,3 +107,16 @@ def read_secret(secret_id: str, client: Any = None) -> str:
     sm = client or new_client("secretsmanager")
     with failing_as(f"could not read the secret {secret_id}"):
         return str(sm.get_secret_value(SecretId=secret_id)["SecretString"])
+
+
+def restore_role_ports(
+    bucket: str, restart_instance_id: str | None, alert_topic_arn: str | None
+) -> tuple[Any, RegistryRestarter | None, Notifier | None]:
+    """What the RestoreFunction and the RepairFunction (the same role) write with: the registry bucket's
+    store, and the registry restart and SNS notice when the stack configured them."""
+    from regvault.aws.clients import s3_client
+    from regvault.aws.s3 import S3Store
+
+    restarter = RegistryRestarter(restart_instance_id) if restart_instance_id else None
+    notifier = Notifier(alert_topic_arn) if alert_topic_arn else None
+    return S3Store(bucket, s3_client(max_pool_connections=32)), restarter, notifier
