@@ -50,6 +50,7 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
         )
         console.print(f"working directory                    {env.workdir}\n")
         os.environ.update(env.client_env())
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # the journal's metrics: not on screen
         output.mkdir(parents=True, exist_ok=True)
 
         step(console, 0, "setup: the template's Setup state machine, run by the emulator")

@@ -129,18 +129,28 @@ class LocalRegistry:
         arn = self.emulator.client("secretsmanager").create_secret(
             Name=f"{self.bucket}-journal", SecretString=self.journal_secret
         )["ARN"]
-        # the handler runs in this process and reads its environment when it is loaded
-        os.environ.update(
-            self.client_env(),
-            REPORTS_BUCKET=self.reports_bucket,
-            JOURNAL_SECRET_ARN=arn,
-            POWERTOOLS_TRACE_DISABLED="true",
-            POWERTOOLS_SERVICE_NAME="regvault",
-            POWERTOOLS_METRICS_NAMESPACE="regvault",
-            POWERTOOLS_LOG_LEVEL="WARNING",  # the demo's screen: refusals only
-            POWERTOOLS_METRICS_DISABLED="true",
-        )
-        endpoint = JournalEndpoint()
+        # the handler runs in this process: its environment is set while it loads and makes its clients
+        # (JournalEndpoint does both at once), then this process's environment is put back as it was
+        env = {
+            **self.client_env(),
+            "REPORTS_BUCKET": self.reports_bucket,
+            "JOURNAL_SECRET_ARN": arn,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_SERVICE_NAME": "regvault",
+            "POWERTOOLS_METRICS_NAMESPACE": "regvault",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",  # the demo's screen: refusals only
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }
+        saved = {name: os.environ.get(name) for name in env}
+        os.environ.update(env)
+        try:
+            endpoint = JournalEndpoint()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         self._closing.append(endpoint.close)
         return endpoint
 
