@@ -40,6 +40,13 @@ def test_a_write_behind_the_registrys_back_is_reported(s3, bucket):
     b = push_image(w, "app", "1.0", "b")
     entries.append(_pushed(s3, bucket, "app", "1.0", b, 2))
     request = AuditRequest(usage=False, journal=Journal(entries))
+    # the reports say who set each digest (the HTML timeline's titles, the Markdown's "set by")
+    from regvault.reports.render import to_html, to_markdown
+
+    report = run_audit(store, LAYOUT, request)
+    history = next(t for t in report.tags if t.tag == "1.0").history
+    assert {h.digest: h.by for h in history} == {str(a): "alice", str(b): "alice"}
+    assert "| alice |" in to_markdown(report) and " by alice</title>" in to_html(report)
     assert not [
         f for f in run_audit(store, LAYOUT, request).findings if f.code == "TAG_WRITTEN_OUTSIDE_REGISTRY"
     ]

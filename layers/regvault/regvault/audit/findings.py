@@ -98,9 +98,11 @@ class HistoryEntry:
     size: int | None  # manifest + config + layers (+ children), when known
     recoverable: bool | None
     missing: list[str] = field(default_factory=list)  # keys with no version left
+    by: str | None = None  # who pushed it, when the push journal says
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "by": self.by,
             "digest": self.digest,
             "at": self.at.isoformat() if self.at else None,
             "current": self.current,

@@ -196,6 +196,9 @@ def audit_inventory(
 
         outside = writes_outside_registry(store, model, links, request.journal)
         findings = sorted(findings + outside, key=finding_order)
+        for tag in tags:  # who set each digest, for the reports' history
+            for entry in tag.history:
+                entry.by = request.journal.actor_of(tag.repository, tag.tag, entry.digest)
     blobs_hashed = bytes_hashed = 0
     if request.deep:
         deep_findings, blobs_hashed, bytes_hashed = deep_verify(

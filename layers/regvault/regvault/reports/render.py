@@ -86,15 +86,16 @@ def to_markdown(report: AuditReport) -> str:
         lines += ["", *[f"- {line}" for line in usage_lines(report.usage)]]
     lines += ["", "## Tags and their history", ""]
     lines += [
-        "| repository | tag | state | current | earlier images | not restorable |",
-        "|---|---|---|---|---:|---|",
+        "| repository | tag | state | current | set by | earlier images | not restorable |",
+        "|---|---|---|---|---|---:|---|",
     ]
     for t in report.tags:
         earlier = [h for h in t.history if not h.current]
         lost = [h.digest[:19] for h in t.history if h.recoverable is False]
         lines.append(
             f"| {_cell(t.repository)} | {_cell(t.tag)} | {'deleted' if t.deleted else 'live'} "
-            f"| {_short(t.current)} | {len(earlier)} | {', '.join(f'`{d}`' for d in lost)} |"
+            f"| {_short(t.current)} | {_cell(_set_by(t))} | {len(earlier)} "
+            f"| {', '.join(f'`{d}`' for d in lost)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -115,6 +116,12 @@ def history_markdown(doc: dict[str, Any]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _set_by(tag: Any) -> str:
+    """Who pushed the tag's current digest (the push journal), blank when unknown."""
+    current = next((h for h in tag.history if h.current), None)
+    return current.by if current is not None and current.by else ""
 
 
 def _missing_text(group: Any) -> str:
@@ -271,7 +278,8 @@ def history_svg(report: AuditReport) -> str:
         for h in t.history:
             x = label_w + 10 + (plot_w - 20) * (((h.at.timestamp() if h.at else low) - low) / span)
             colour = "#cf222e" if h.recoverable is False else "#1a7f37"
-            title = escape(f"{h.digest[:19]}… {h.at:%Y-%m-%d %H:%M:%S}" if h.at else h.digest[:19])
+            when = f" {h.at:%Y-%m-%d %H:%M:%S}" if h.at else ""
+            title = escape(f"{h.digest[:19]}…{when}" + (f" by {h.by}" if h.by else ""))
             parts.append(
                 f'<circle cx="{x:.1f}" cy="{y}" r="5" fill="{colour}"><title>{title}</title></circle>'
             )
