@@ -23,6 +23,7 @@ from regvault.storage.layout import RegistryLayout
 from regvault.storage.lease import release_lease, take_lease
 from regvault.storage.store import RegistryStore
 
+RECORD_EVERY = 500  # delete markers between two writes of the run record
 ORDER = {"tag-index-link": 0, "revision-link": 1, MANIFEST: 2, BLOB: 3}
 MAX_REMARKS = 4  # an index, its children, their blobs: each round brings back one level
 
@@ -70,6 +71,7 @@ def apply_gc(
     options: dict[str, Any],
     remark: Callable[[], Marked],
     now: datetime | None = None,
+    workers: int = 8,
 ) -> GcRun:
     """Sweep ``plan`` under the lease; ``remark`` marks the bucket again after the sweep."""
     now = now or datetime.now(UTC)
@@ -78,11 +80,19 @@ def apply_gc(
     key = layout.gc_run_key(run_id)
     try:
         store.put_bytes(key, run.dumps(), "application/json")
-        for sweep in sorted(plan.sweeps, key=lambda s: (ORDER[s.kind], s.key)):
-            marker = store.add_delete_marker(sweep.key)
-            run.swept.append({**sweep.as_dict(), "marker": marker})
-            if len(run.swept) % 500 == 0:
-                store.put_bytes(key, run.dumps(), "application/json")
+        # links, then manifests, then blobs (a phase after the other); within a phase ``workers`` delete
+        # markers at a time, the run record rewritten after every chunk of them
+        from concurrent.futures import ThreadPoolExecutor
+
+        ordered = sorted(plan.sweeps, key=lambda s: (ORDER[s.kind], s.key))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for rank in sorted({ORDER[s.kind] for s in ordered}):
+                phase = [s for s in ordered if ORDER[s.kind] == rank]
+                for start in range(0, len(phase), RECORD_EVERY):
+                    chunk = phase[start : start + RECORD_EVERY]
+                    markers = list(pool.map(lambda s: store.add_delete_marker(s.key), chunk))
+                    run.swept += [{**s.as_dict(), "marker": m} for s, m in zip(chunk, markers, strict=True)]
+                    store.put_bytes(key, run.dumps(), "application/json")
         # mark again until nothing more comes back: a manifest copied back names the blobs it needs
         for _ in range(MAX_REMARKS):
             needed, already = Needs(remark()), set(run.resurrected)

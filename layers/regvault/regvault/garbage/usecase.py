@@ -100,7 +100,7 @@ def collect_garbage(
     def remark() -> Marked:
         return plan_gc(store, layout, replace(request, now=datetime.now(UTC))).marked
 
-    run = apply_gc(store, layout, outcome.plan, run_id, options, remark)
+    run = apply_gc(store, layout, outcome.plan, run_id, options, remark, workers=request.workers)
     return GcResult(run_id, True, outcome.plan, run.resurrected)
 
 
