@@ -188,6 +188,8 @@ def _table(report: AuditReport, out: TextIO) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from regvault.reports.render import missing_text
+
     terminal = console(out)
     s = report.summary
     colour = {"error": "red", "warning": "yellow", "info": "cyan"}
@@ -198,7 +200,7 @@ def _table(report: AuditReport, out: TextIO) -> None:
         what = "recoverable" if g.recoverable else "[red]NOT recoverable[/] from S3 versions"
         terminal.print(
             f"{state} {escape(g.repository)}:{escape(g.tag)} -> {(g.digest or '?')[:19]}: "
-            f"{escape(_missing(g))}; {what}"
+            f"{escape(missing_text(g))}; {what}"
         )
         if g.command:
             terminal.print(f"  repair: [bold]{escape(g.command)}[/]")
@@ -233,12 +235,6 @@ def _table(report: AuditReport, out: TextIO) -> None:
         f"{s['object_versions']:,} object versions read with {s['s3_requests']} S3 requests "
         f"in {s['duration_s']:.1f} s" + _not_listed(s)
     )
-
-
-def _missing(group: Any) -> str:
-    from regvault.reports.render import _missing_text
-
-    return _missing_text(group)
 
 
 def _not_listed(summary: dict[str, Any]) -> str:

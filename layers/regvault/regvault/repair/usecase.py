@@ -84,7 +84,6 @@ class RepairOutcome:
     copied: int = 0
     registry_restart: str | None = None
     plan: RestorePlan | None = None
-    skipped_out_of_scope: int = 0
     other_errors: list[str] = field(default_factory=list)
 
     @property

@@ -56,7 +56,7 @@ def to_markdown(report: AuditReport) -> str:
         for g in groups:
             lines.append(
                 f"| {_cell(g.repository)}:{_cell(g.tag)} → {_short(g.digest)} | {g.state} "
-                f"| {_cell(_missing_text(g))} | {'yes' if g.recoverable else '**no**'} "
+                f"| {_cell(missing_text(g))} | {'yes' if g.recoverable else '**no**'} "
                 f"| {f'`{g.command}`' if g.command else 'not from S3 versions'} |"
             )
         lines += [
@@ -124,7 +124,7 @@ def _set_by(tag: Any) -> str:
     return current.by if current is not None and current.by else ""
 
 
-def _missing_text(group: Any) -> str:
+def missing_text(group: Any) -> str:
     if any(f.code == "PROTECTED_TAG_MOVED" for f in group.findings) and not group.missing:
         return "the tag moved off its protected digest"
     if group.state == "deleted" and not group.missing:
@@ -144,7 +144,7 @@ def _images_html(report: AuditReport) -> str:
     rows = "".join(
         f'<tr class="{"info" if g.recoverable else "error"}"><td>{escape(g.repository)}:{escape(g.tag)}</td>'
         f"<td><code>{escape((g.digest or '')[:19])}</code></td><td>{g.state}</td>"
-        f"<td>{escape(_missing_text(g))}</td><td>{'yes' if g.recoverable else 'no'}</td>"
+        f"<td>{escape(missing_text(g))}</td><td>{'yes' if g.recoverable else 'no'}</td>"
         f"<td>{f'<code>{escape(g.command)}</code>' if g.command else 'not from S3 versions'}</td></tr>"
         for g in groups
     )
