@@ -187,6 +187,32 @@ def test_image_patterns_are_the_template_and_document_patterns(document):
     assert re.fullmatch(UI_IMAGE_PATTERN, template["Parameters"]["UiImage"]["Default"])
 
 
+def test_aws_cli_image_is_a_parameter_with_the_templates_default_and_pattern(document):
+    import re
+
+    from regvault.setup.launch import AWS_CLI_IMAGE_PATTERN, DEFAULT_AWS_CLI_IMAGE, ecr_repositories
+
+    template = load_template()
+    assert template["Parameters"]["AwsCliImage"]["AllowedPattern"] == AWS_CLI_IMAGE_PATTERN
+    assert document["parameters"]["AwsCliImage"]["allowedPattern"] == AWS_CLI_IMAGE_PATTERN
+    assert template["Parameters"]["AwsCliImage"]["Default"] == DEFAULT_AWS_CLI_IMAGE
+    assert document["parameters"]["AwsCliImage"]["default"] == DEFAULT_AWS_CLI_IMAGE
+    assert template["Resources"]["Setup"]["Properties"]["AwsCliImage"] == {"Ref": "AwsCliImage"}
+    # the script uses the parameter, not a hard-coded image
+    script = document["mainSteps"][0]["inputs"]["runCommand"][0]
+    assert "AWS_CLI_IMAGE='{{ AwsCliImage }}'" in script and "aws-cli:2.22.0" not in script
+    mirror = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mirror/aws-cli/aws-cli:2.22.0"
+    spec = LaunchSpec(**{**SPEC.__dict__, "aws_cli_image": mirror})
+    assert spec.document_parameters()["AwsCliImage"] == [mirror]
+    assert re.fullmatch(AWS_CLI_IMAGE_PATTERN, mirror)
+    # the instance gets pull rights on every private repository it pulls from
+    assert ecr_repositories("aws", DEFAULT_AWS_CLI_IMAGE, mirror) == [
+        "arn:aws:ecr:eu-west-1:123456789012:repository/mirror/aws-cli/aws-cli"
+    ]
+    with pytest.raises(InvalidInput, match="AwsCliImage"):
+        LaunchSpec(**{**SPEC.__dict__, "aws_cli_image": "aws-cli;reboot"})
+
+
 def test_registry_listens_on_the_host_port_and_keeps_a_kms_bucket_key():
     config = base64.b64decode(SPEC.document_parameters()["ConfigBase64"][0]).decode()
     assert 'addr: "0.0.0.0:443"' in config and "encrypt: true" in config
@@ -278,14 +304,16 @@ def test_the_journal_endpoint_is_configured_with_its_secret_put_in_on_the_instan
     assert SPEC.document_parameters()["JournalSecretId"] == [""]  # without the journal: nothing
     # the script puts the value in on the instance, from the secret read with the instance role
     script = script_of(document)
-    assert 'secret "$JOURNAL_SECRET" | python3' in script and "__REGVAULT_JOURNAL_SECRET__" in script
+    assert 'JOURNAL_VALUE=$(secret "$JOURNAL_SECRET")' in script and "__REGVAULT_JOURNAL_SECRET__" in script
+    assert 'printf \'%s\' "$JOURNAL_VALUE" | python3' in script
     # and does it: a config file with the placeholder gets the value, read from stdin (not argv)
     line = next(x for x in script.splitlines() if "python3 -c" in x and "REGVAULT_JOURNAL" in x)
     program = line.split("python3 -c '", 1)[1].split("' \"$DIR", 1)[0]
     path = tmp_path / "config.yml"
     path.write_text('headers:\n  x-regvault-journal-secret:\n    - "__REGVAULT_JOURNAL_SECRET__"\n')
-    subprocess.run(["python3", "-c", program, str(path)], input="s3cr3t", text=True, check=True)
-    assert yaml.safe_load(path.read_text())["headers"]["x-regvault-journal-secret"] == ["s3cr3t"]
+    subprocess.run(["python3", "-c", program, str(path)], input='s3cr"et', text=True, check=True)
+    # JSON-quoted in place: even a quote in the value leaves valid YAML with the exact value
+    assert yaml.safe_load(path.read_text())["headers"]["x-regvault-journal-secret"] == ['s3cr"et']
 
 
 def test_the_setup_passes_the_journal_to_the_launch():

@@ -28,15 +28,27 @@ class S3Emulator:
         preload: Path | None = None,
         name: str = "emulator",
         s3_events: tuple[str, dict[str, Any], dict[str, str]] | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         """``s3_events``: (handler file, rule pattern, its environment): the bucket's object events the
-        pattern matches go to that handler (``harness.s3_events``)."""
+        pattern matches go to that handler (``harness.s3_events``). ``tls``: (certificate, key) for a
+        second listener on ``tls_endpoint_url`` (the same emulator over HTTPS: a bucket policy that
+        denies plain HTTP allows it). Emulated instances (``harness.instance``) register in
+        ``instances_dir``: SSM commands sent to them run there (``harness.ssm_runner``)."""
         self.supervisor = supervisor
         self.port = port or free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.instances_dir = supervisor.workdir / "instances"
+        self.instances_dir.mkdir(exist_ok=True)
         env = dict(os.environ)
         env.pop("AWS_CA_BUNDLE", None)
+        env["REGVAULT_INSTANCES_DIR"] = str(self.instances_dir)
         argv = [sys.executable, "-m", "harness.emulator", "--port", str(self.port)]
+        self.tls_endpoint_url: str | None = None
+        if tls is not None:
+            self.tls_port = free_port()
+            self.tls_endpoint_url = f"https://127.0.0.1:{self.tls_port}"
+            argv += ["--tls-port", str(self.tls_port), "--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
         if lambda_handlers:
             # the handlers call AWS: inside the emulator that is the emulator itself
             env.update(self.client_env())
@@ -99,12 +111,21 @@ def main(argv: list[str] | None = None) -> None:
         "--s3-events-handler", help="a handler file: deliver the bucket's object events to it"
     )
     parser.add_argument("--s3-events-pattern", help="the EventBridge rule pattern (JSON) events must match")
+    parser.add_argument("--tls-port", type=int, help="also listen here over TLS")
+    parser.add_argument("--tls-cert", help="the TLS listener's certificate (PEM)")
+    parser.add_argument("--tls-key", help="the TLS listener's key (PEM)")
     args = parser.parse_args(argv)
     from moto import server
 
+    from harness import ssm_runner
     from harness.moto_patches import apply, dispatch_lambda_to
+    from harness.ssm_agent import model_ssm_agent
 
     apply()
+    model_ssm_agent()
+    ssm_runner.install()
+    if args.tls_port:
+        _serve_tls(args.tls_port, args.tls_cert, args.tls_key)
     if args.lambda_handlers:
         from moto.core.config import default_user_config
 
@@ -123,6 +144,24 @@ def main(argv: list[str] | None = None) -> None:
         count = load_preload(args.preload)
         print(f"preloaded {count} object versions from {args.preload}", flush=True)
     server.main(["-H", "127.0.0.1", "-p", str(args.port)])
+
+
+def _serve_tls(port: int, cert: str, key: str) -> None:
+    """The same backends over HTTPS on 127.0.0.1:``port``, in a thread of this process."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(
+        "127.0.0.1", port, app, threaded=True, ssl_context=(cert, key), request_handler=MotoRequestHandler
+    )
+    threading.Thread(target=server.serve_forever, name="tls-listener", daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -25,12 +25,18 @@
    a read-modify-write of the bucket's notifications (the setup turning EventBridge delivery on next
    to a user's own queues) could never see it was on. It is now answered as S3 answers it.
 
+6. A bucket policy's ``aws:SecureTransport`` condition was evaluated with no value, so a statement
+   denying ``"aws:SecureTransport": "false"`` (the setup's TLS-only policy) denied every request,
+   HTTPS or not. The emulator now says whether the request came over TLS (its ``--tls-port``
+   listener): plain HTTP is still denied, as on AWS, and HTTPS is allowed.
+
 Each fix has its own test (tests/unit/test_moto_patches.py).
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -368,11 +374,61 @@ def notification_with_event_bridge(original: Any) -> Any:
     return get_bucket_notification
 
 
+_TRANSPORT = threading.local()
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _transport_applies(statement: dict[str, Any], actual: str) -> bool:
+    """Whether a statement's ``Bool aws:SecureTransport`` condition holds (the key is then removed)."""
+    condition = statement.get("Condition") or {}
+    boolean = condition.get("Bool") or {}
+    if "aws:SecureTransport" not in boolean:
+        return True
+    expected = [str(v).lower() for v in _as_list(boolean.pop("aws:SecureTransport"))]
+    if not boolean:
+        condition.pop("Bool")
+    if not condition:
+        statement.pop("Condition", None)
+    return actual in expected
+
+
+def secure_transport_condition() -> None:
+    """Fix 6: record each request's scheme and evaluate bucket policies with it."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    call = DomainDispatcherApplication.__call__
+
+    def dispatch(self: Any, environ: dict[str, Any], start_response: Any) -> Any:
+        _TRANSPORT.secure = environ.get("wsgi.url_scheme") == "https"
+        return call(self, environ, start_response)
+
+    def get_permission(self: Any, action: str, resource: str) -> Any:
+        if self.policy is None:
+            return PermissionResult.NEUTRAL
+        secure = getattr(_TRANSPORT, "secure", None)
+        policy = json.loads(self.policy.decode())
+        if secure is not None:  # moto knows no Bool operator: decide this one condition here
+            policy["Statement"] = [
+                st
+                for st in _as_list(policy["Statement"])
+                if _transport_applies(st, "true" if secure else "false")
+            ]
+        return IAMPolicy(json.dumps(policy)).is_action_permitted(action, resource)
+
+    DomainDispatcherApplication.__call__ = dispatch  # type: ignore[method-assign]
+    s3_models.FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
+
+
 def apply() -> None:
     """Patch moto's S3 backend in this process (idempotent)."""
     global _APPLIED
     if _APPLIED:
         return
+    secure_transport_condition()
     s3_models.S3Backend.list_objects = list_objects  # type: ignore[method-assign]
     s3_models.S3Backend.list_objects_v2 = list_objects_v2  # type: ignore[method-assign]
     for name, method in tracked_methods(_VersionedKeyStore).items():

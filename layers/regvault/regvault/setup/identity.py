@@ -66,7 +66,8 @@ class InstanceAccess:
     secret_arns: tuple[str, ...] = ()
     secret_keys: tuple[str, ...] = ()  # customer KMS keys of those secrets
     bucket_key: str | None = None  # the bucket's default SSE-KMS key
-    ecr_repository: str | None = None  # arn of a private ECR repository holding the image
+    # ARNs of private ECR repositories holding the registry, aws-cli or UI image (pull rights)
+    ecr_repository: str | list[str] | None = None
 
 
 def kms_resource(key: str, access: InstanceAccess) -> str | None:

@@ -22,6 +22,8 @@ CONTAINER_PATHS = {"2": "/etc/docker/registry/config.yml", "3": "/etc/distributi
 ON_INSTANCE = "/etc/regvault"
 DEFAULT_IMAGE = "public.ecr.aws/docker/library/registry:2"
 DEFAULT_UI_IMAGE = "docker.io/konradkleine/docker-registry-frontend:v2"
+# the script reads secrets (and logs in to a private ECR) with this image's aws CLI: mirror it too
+DEFAULT_AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.22.0"
 # Where images may come from: ECR Public, a private ECR repository (a mirror, for instances without
 # internet egress), or Docker Hub. The template's AllowedPattern and the launch document's
 # allowedPattern are these very strings (a test compares them).
@@ -32,6 +34,7 @@ _SOURCES = (
 )
 REGISTRY_IMAGE_PATTERN = rf"^{_SOURCES}registry:[23][A-Za-z0-9._-]{{0,126}}$"
 UI_IMAGE_PATTERN = rf"^{_SOURCES}[a-z0-9][a-z0-9._-]*:[A-Za-z0-9._-]{{1,128}}$"
+AWS_CLI_IMAGE_PATTERN = UI_IMAGE_PATTERN
 _PRIVATE_ECR = re.compile(
     r"^(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repo>.+):[^:]+$"
 )
@@ -43,6 +46,11 @@ def ecr_repository_arn(image: str, partition: str) -> str | None:
     if not match:
         return None
     return f"arn:{partition}:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
+
+
+def ecr_repositories(partition: str, *images: str) -> list[str]:
+    """ARNs of the private ECR repositories these images come from (the instance pulls them)."""
+    return sorted({arn for arn in (ecr_repository_arn(image, partition) for image in images) if arn})
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class LaunchSpec:
     journal_secret: str = ""
     enable_ui: bool = False
     ui_image: str = DEFAULT_UI_IMAGE
+    aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE
     bucket_kms: bool = False  # the bucket encrypts with SSE-KMS by default: keep its key
 
     def __post_init__(self) -> None:
@@ -72,6 +81,11 @@ class LaunchSpec:
         if not re.fullmatch(UI_IMAGE_PATTERN, self.ui_image):
             raise InvalidInput(
                 "UiImage must be an image reference with a tag (ECR Public, ECR or Docker Hub)"
+            )
+        if not re.fullmatch(AWS_CLI_IMAGE_PATTERN, self.aws_cli_image):
+            raise InvalidInput(
+                f"AwsCliImage must be an image reference with a tag (ECR Public, ECR or Docker Hub), "
+                f"e.g. {DEFAULT_AWS_CLI_IMAGE}"
             )
         if not 1 <= self.port <= 65535:
             raise InvalidInput("RegistryPort must be 1-65535")
@@ -118,7 +132,10 @@ class LaunchSpec:
             "Region": [self.region],
             "EnableUi": ["true" if self.enable_ui else "false"],
             "UiImage": [self.ui_image],
+            "AwsCliImage": [self.aws_cli_image],
         }
+
+
 
 
 def is_managed(ssm: Any, instance_id: str) -> bool:

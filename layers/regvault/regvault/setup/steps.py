@@ -13,12 +13,13 @@ from regvault.errors import InvalidInput
 from regvault.setup import preflight as checks
 from regvault.setup.identity import IamNames, InstanceAccess, ensure_identity
 from regvault.setup.launch import (
+    DEFAULT_AWS_CLI_IMAGE,
     DEFAULT_IMAGE,
     DEFAULT_UI_IMAGE,
     TERMINAL,
     LaunchSpec,
     command_status,
-    ecr_repository_arn,
+    ecr_repositories,
     is_managed,
     not_managed_message,
     send_launch,
@@ -39,6 +40,7 @@ class SetupConfig:
     recovery_days: int = 90
     image: str = DEFAULT_IMAGE
     ui_image: str = DEFAULT_UI_IMAGE
+    aws_cli_image: str = DEFAULT_AWS_CLI_IMAGE
     port: int = 443
     tls_secret_arn: str = ""
     users: str = "admin"
@@ -84,6 +86,7 @@ class SetupConfig:
                 recovery_days=int(props.get("RecoveryWindowDays", 90)),
                 image=str(props.get("RegistryImage") or DEFAULT_IMAGE),
                 ui_image=str(props.get("UiImage") or DEFAULT_UI_IMAGE),
+                aws_cli_image=str(props.get("AwsCliImage") or DEFAULT_AWS_CLI_IMAGE),
                 port=int(props.get("RegistryPort", 443)),
                 tls_secret_arn=str(props.get("TlsSecretArn", "")),
                 users=str(props.get("RegistryUsers", "admin")),
@@ -165,7 +168,10 @@ def identity(
         secret_arns=instance_secrets,
         secret_keys=tuple(k for k in [secrets.get("tls_kms_key")] if k),
         bucket_key=storage.get("kms_key"),
-        ecr_repository=ecr_repository_arn(config.image, config.partition),
+        ecr_repository=ecr_repositories(
+            config.partition, config.image, config.aws_cli_image, *([config.ui_image] if config.enable_ui else [])
+        )
+        or None,
     )
     result = ensure_identity(iam, config.iam_names, access)
     return {"profile_arn": result.profile_arn, "role_name": result.role_name, "changed": result.changed}
@@ -236,6 +242,7 @@ def spec(config: SetupConfig, secrets: dict[str, Any], storage: dict[str, Any]) 
         journal_secret=config.journal_secret,
         enable_ui=config.enable_ui,
         ui_image=config.ui_image,
+        aws_cli_image=config.aws_cli_image,
         bucket_kms=bool(storage.get("kms_key")),
     )
 

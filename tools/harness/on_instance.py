@@ -1,0 +1,144 @@
+"""The launch on an emulated instance, end to end: the ECR Public stand-in and an instance with its own
+Docker Engine (``harness.instance``), registered with the emulator so that the launch document's
+SSM command runs there (``harness.ssm_runner``); and the registry the script started, as the rest of
+the harness talks to it (``LaunchedRegistry``: the same face as ``harness.registry.RegistryServer``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.emulator import ACCESS_KEY, SECRET_KEY, S3Emulator
+from harness.instance import EmulatedInstance, PublicEcr, harness_ca
+from harness.processes import HarnessError, Supervisor
+from harness.setup_local import load_template
+
+LAUNCH_DOCUMENT = "regvault-launch"
+
+
+def s3_overrides(emulator: S3Emulator) -> dict[str, Any]:
+    """What the instance's registry needs to reach the emulator (on EC2: nothing; the region and the
+    instance role). Over the emulator's TLS listener when it has one: the setup's TLS-only bucket
+    policy then holds, as on AWS."""
+    endpoint = emulator.tls_endpoint_url or emulator.endpoint_url
+    return {
+        "regionendpoint": endpoint,
+        "accesskey": ACCESS_KEY,
+        "secretkey": SECRET_KEY,
+        "secure": endpoint.startswith("https:"),
+        "forcepathstyle": True,  # registry:3 would use BUCKET.127.0.0.1 otherwise; 2.8 ignores it
+    }
+
+
+class InstanceHost:
+    """An emulated instance for the emulator's EC2 instance ``instance_id`` (call ``register`` once
+    the id is known). ``close`` stops what it started (the supervisor stops the rest)."""
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        workdir: Path,
+        emulator: S3Emulator,
+        docker_running: bool = True,
+        progress: bool = False,
+    ) -> None:
+        self.emulator = emulator
+        self.ecr = PublicEcr(supervisor, workdir, progress=progress)
+        # the aws-cli stand-in reaches the emulator (Secrets Manager, ECR) with its keys: see stand_ins
+        self.ecr.aws_cli_for(emulator.endpoint_url, ACCESS_KEY, SECRET_KEY)
+        self.instance = EmulatedInstance(supervisor, workdir, self.ecr, docker_running=docker_running)
+
+    def register(self, instance_id: str) -> None:
+        spec = {**self.instance.registration(), "s3": s3_overrides(self.emulator)}
+        (self.emulator.instances_dir / f"{instance_id}.json").write_text(json.dumps(spec))
+
+    def close(self) -> None:
+        self.instance.close()
+
+
+def launch_document() -> dict[str, Any]:
+    return dict(load_template()["Resources"]["LaunchDocument"]["Properties"]["Content"])
+
+
+def create_launch_document(ssm: Any, name: str = LAUNCH_DOCUMENT) -> str:
+    ssm.create_document(
+        Name=name, DocumentType="Command", DocumentFormat="YAML", Content=yaml.safe_dump(launch_document())
+    )
+    return name
+
+
+def wait_for_command(ssm: Any, command_id: str, instance_id: str, timeout: float = 300) -> dict[str, Any]:
+    """GetCommandInvocation until the command ends (what the setup's wait step does)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = ssm.get_command_invocation(CommandId=command_id, InstanceId=instance_id)
+        if out["Status"] not in ("Pending", "InProgress", "Delayed", "Cancelling"):
+            return dict(out)
+        if time.monotonic() > deadline:
+            raise HarnessError(f"command {command_id} still {out['Status']} after {timeout} s")
+        time.sleep(0.25)
+
+
+class LaunchedRegistry:
+    """The registry container the launch script started, with ``RegistryServer``'s face: address,
+    user and password (a user of the setup's users secret), TLS (the setup's certificate in
+    ``cert_dir``), ``restart`` (``docker restart``) and ``garbage_collect`` (the image's own binary,
+    ``docker exec``)."""
+
+    def __init__(
+        self,
+        host: InstanceHost,
+        workdir: Path,
+        port: int,
+        user: str,
+        password: str,
+        certificate: str,
+        config_path: str,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.address = f"127.0.0.1:{port}"
+        self.user, self.password = user, password
+        self.tls, self.scheme = True, "https"
+        self.cert_dir = workdir / "launched-certs"
+        self.cert_dir.mkdir(exist_ok=True)
+        (self.cert_dir / "ca.crt").write_text(certificate)
+        self.container_config = config_path
+
+    def _wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run(
+                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                 "--cacert", str(self.cert_dir / "ca.crt"), f"https://localhost:{self.port}/v2/"],
+                capture_output=True, text=True, check=False, timeout=10,
+            )  # fmt: skip
+            if out.stdout == "401":
+                return
+            time.sleep(0.2)
+        raise HarnessError(f"the launched registry did not answer on {self.address} after a restart")
+
+    def restart(self) -> None:
+        self.host.instance.docker("restart", "registry")
+        self._wait_healthy()
+
+    def garbage_collect(self, *, delete_untagged: bool = False, dry_run: bool = False) -> str:
+        argv = ["exec", "registry", "/usr/bin/registry", "garbage-collect"]
+        argv += ["--delete-untagged"] * delete_untagged + ["--dry-run"] * dry_run
+        out = self.host.instance.docker(*argv, self.container_config, timeout=600)
+        return str(out.stdout) + str(out.stderr)
+
+    def logs(self) -> str:
+        out = self.host.instance.docker("logs", "registry", check=False)
+        return str(out.stdout) + str(out.stderr)
+
+
+def harness_tls() -> tuple[Path, Path]:
+    """The emulator's TLS listener certificate (the harness CA: the stand-in images trust it)."""
+    return harness_ca()
