@@ -305,7 +305,7 @@ def test_the_journal_endpoint_is_configured_with_its_secret_put_in_on_the_instan
     # the script puts the value in on the instance, from the secret read with the instance role
     script = script_of(document)
     assert 'JOURNAL_VALUE=$(secret "$JOURNAL_SECRET")' in script and "__REGVAULT_JOURNAL_SECRET__" in script
-    assert 'printf \'%s\' "$JOURNAL_VALUE" | python3' in script
+    assert "printf '%s' \"$JOURNAL_VALUE\" | python3" in script
     # and does it: a config file with the placeholder gets the value, read from stdin (not argv)
     line = next(x for x in script.splitlines() if "python3 -c" in x and "REGVAULT_JOURNAL" in x)
     program = line.split("python3 -c '", 1)[1].split("' \"$DIR", 1)[0]

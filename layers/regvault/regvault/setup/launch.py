@@ -136,8 +136,6 @@ class LaunchSpec:
         }
 
 
-
-
 def is_managed(ssm: Any, instance_id: str) -> bool:
     """True when the instance's SSM agent reports Online."""
     info = ssm.describe_instance_information(Filters=[{"Key": "InstanceIds", "Values": [instance_id]}]).get(

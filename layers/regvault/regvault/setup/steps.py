@@ -169,7 +169,10 @@ def identity(
         secret_keys=tuple(k for k in [secrets.get("tls_kms_key")] if k),
         bucket_key=storage.get("kms_key"),
         ecr_repository=ecr_repositories(
-            config.partition, config.image, config.aws_cli_image, *([config.ui_image] if config.enable_ui else [])
+            config.partition,
+            config.image,
+            config.aws_cli_image,
+            *([config.ui_image] if config.enable_ui else []),
         )
         or None,
     )
