@@ -282,6 +282,16 @@ class EmulatedInstance:
             )
         return result
 
+    def docker_build(self, context: Path, tag: str) -> None:
+        """``docker build`` (the classic builder: no BuildKit plugin in Debian's docker.io 20.10)."""
+        env = {**self.agent_env(), "DOCKER_HOST": self.docker_host, "DOCKER_BUILDKIT": "0"}
+        result = subprocess.run(
+            [DOCKER, "build", "-q", "-t", tag, str(context)], capture_output=True, text=True, env=env,
+            timeout=300, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise HarnessError(f"docker build failed: {result.stderr[-1500:]}")
+
     def trust(self, host_port: str, ca_pem: str) -> None:
         """Put a CA in the instance's ``/etc/docker/certs.d/<host:port>/ca.crt``."""
         self.sh(["mkdir", "-p", f"/etc/docker/certs.d/{host_port}"])

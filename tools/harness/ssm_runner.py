@@ -85,12 +85,15 @@ def _host(instance_id: str) -> Host | None:
 def localize_launch(parameters: dict[str, str], s3: dict[str, Any]) -> dict[str, str]:
     """On EC2 the registry's S3 driver finds the region's endpoint and the instance role by itself;
     here the rendered config (the launch document's ``ConfigBase64``) gets the emulator's endpoint
-    and keys added to ``storage.s3``, and nothing else changes."""
+    and keys added under ``storage.s3``: lines inserted, every other byte as the setup rendered it."""
     if not s3 or "ConfigBase64" not in parameters:
         return parameters
-    config = yaml.safe_load(base64.b64decode(parameters["ConfigBase64"]))
-    config["storage"]["s3"].update(s3)
-    text = yaml.safe_dump(config, sort_keys=False)
+    text = base64.b64decode(parameters["ConfigBase64"]).decode()
+    anchor = "\n  s3:\n"
+    if anchor not in text:
+        return parameters
+    added = "".join(f"    {key}: {json.dumps(value)}\n" for key, value in s3.items())
+    text = text.replace(anchor, anchor + added, 1)
     return {**parameters, "ConfigBase64": base64.b64encode(text.encode()).decode()}
 
 

@@ -1,0 +1,251 @@
+"""The launch document's script, run for real: SSM SendCommand to an emulated instance with its own
+Docker Engine (harness.instance), the registry image pulled from the ECR Public stand-in, secrets
+read by the aws-cli image, the registry container writing to the emulator over TLS.
+
+Every command's output (StandardOutputContent / StandardErrorContent, what SSM keeps) is checked for
+the journal secret: it never appears, failed runs included.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.emulator import S3Emulator
+from harness.instance import TLS_NAME, engine_unavailable
+from harness.on_instance import InstanceHost, create_launch_document, harness_tls, wait_for_command
+from harness.processes import Supervisor, free_port
+from regvault.setup.launch import LaunchSpec, explain_output
+from regvault.setup.secrets import ensure_tls_secret, ensure_user_secrets
+
+pytestmark = pytest.mark.skipif(engine_unavailable() is not None, reason=f"{engine_unavailable()}")
+PROBE = "docker/registry/v2/repositories/regvault-healthcheck/_manifests/tags/probe/current/link"
+
+
+@dataclass
+class World:
+    emulator: S3Emulator
+    host: InstanceHost
+    instance_id: str
+    spec: LaunchSpec
+    journal_secret: str
+    htpasswd_secret: str
+    user: str
+    password: str
+    certificate: str
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    def launch(self, **changes: Any) -> dict[str, Any]:
+        ssm = self.emulator.client("ssm")
+        spec = LaunchSpec(**{**self.spec.__dict__, **changes})
+        command = ssm.send_command(
+            InstanceIds=[self.instance_id],
+            DocumentName="regvault-launch",
+            Parameters=spec.document_parameters(),
+            TimeoutSeconds=600,
+        )["Command"]["CommandId"]
+        out = wait_for_command(ssm, command, self.instance_id, timeout=240)
+        self.outputs.append(out)
+        # what SSM keeps of the command never holds the journal secret, whatever happened
+        for part in ("StandardOutputContent", "StandardErrorContent"):
+            assert self.journal_secret not in out[part], part
+        return out
+
+    def probe_versions(self, root: str = "") -> int:
+        key = f"{root}/{PROBE}" if root else PROBE
+        s3 = self.emulator.client("s3")
+        return len(s3.list_object_versions(Bucket=self.spec.bucket, Prefix=key).get("Versions", []))
+
+    def container(self) -> dict[str, Any]:
+        out = self.host.instance.docker("inspect", "registry").stdout
+        return dict(json.loads(out)[0])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("launch")
+    with Supervisor(workdir) as supervisor:
+        emulator = S3Emulator(supervisor, tls=harness_tls())
+        host = InstanceHost(supervisor, workdir, emulator)
+        try:
+            s3, sm, ec2 = emulator.client("s3"), emulator.client("secretsmanager"), emulator.client("ec2")
+            bucket = f"regvault-launch-{secrets.token_hex(3)}"
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            users = ensure_user_secrets(sm, "regvault", ["alice"])
+            tls = ensure_tls_secret(
+                sm, "regvault/registry-tls", ["localhost", TLS_NAME], ["127.0.0.1", "::1"]
+            )
+            journal = secrets.token_urlsafe(30)
+            journal_arn = sm.create_secret(Name="regvault/registry-journal", SecretString=journal)["ARN"]
+            emulator.client("iam").create_instance_profile(InstanceProfileName="regvault-instance")
+            image = next(
+                i["ImageId"]
+                for i in ec2.describe_images(Owners=["amazon"])["Images"]
+                if i.get("Platform") != "windows"
+            )
+            instance_id = ec2.run_instances(
+                ImageId=image, MinCount=1, MaxCount=1, IamInstanceProfile={"Name": "regvault-instance"}
+            )["Instances"][0]["InstanceId"]
+            ec2.reboot_instances(InstanceIds=[instance_id])  # the agent registers with the profile's role
+            host.register(instance_id)
+            create_launch_document(emulator.client("ssm"))
+            spec = LaunchSpec(
+                instance_id=instance_id,
+                bucket=bucket,
+                region="us-east-1",
+                root="",
+                port=free_port(),
+                htpasswd_secret=users.htpasswd_arn,
+                tls_secret=tls.arn,
+                # the registry's notifications go nowhere here (a closed loopback port); the header matters
+                journal_url=f"http://127.0.0.1:{free_port()}/journal",
+                journal_secret=journal_arn,
+            )
+            passwords = json.loads(sm.get_secret_value(SecretId=users.users_arn)["SecretString"])["passwords"]
+            certificate = json.loads(sm.get_secret_value(SecretId=tls.arn)["SecretString"])["certificate"]
+            yield World(
+                emulator, host, instance_id, spec, journal, users.htpasswd_arn, "alice", passwords["alice"],
+                certificate,
+            )  # fmt: skip
+        finally:
+            host.close()
+
+
+def test_first_launch_is_healthy_and_a_second_run_converges(world):
+    # When the setup's command runs on the instance
+    first = world.launch()
+    # Then it succeeded with the script's own lines on stderr, the health probe in the bucket
+    assert first["Status"] == "Success" and first["ResponseCode"] == 0, first["StandardOutputContent"][-2000:]
+    assert "regvault: healthy:" in first["StandardErrorContent"]
+    assert all(line.startswith("regvault:") for line in first["StandardErrorContent"].splitlines())
+    assert world.probe_versions() == 1
+    container = world.container()
+    assert container["State"]["Running"] and container["HostConfig"]["RestartPolicy"]["Name"] == "always"
+    assert container["HostConfig"]["NetworkMode"] == "host"
+    assert container["Config"]["Image"] == "public.ecr.aws/docker/library/registry:2"
+    config = world.host.instance.read("/etc/regvault/config.yml")
+    mode = world.host.instance.sh(["stat", "-c", "%a", "/etc/regvault/config.yml"]).stdout.strip()
+    # the journal header in the written config is the secret, byte for byte; root-only
+    [hook] = [
+        e for e in yaml.safe_load(config)["notifications"]["endpoints"] if e["name"] == "regvault-journal"
+    ]
+    assert hook["headers"]["x-regvault-journal-secret"] == [world.journal_secret] and mode == "600"
+    assert not Path("/etc/regvault").exists(), "the instance's /etc reached the machine's"
+
+    # When it runs again with the same parameters
+    again = world.launch()
+    # Then one container, the same config, a second probe write
+    assert again["Status"] == "Success"
+    names = world.host.instance.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert names == ["registry"]
+    assert world.host.instance.read("/etc/regvault/config.yml") == config
+    assert world.probe_versions() == 2
+
+
+def test_seed_client_docker_login_push_pull_and_tls_really_verified(world, tmp_path):
+    instance, port = world.host.instance, world.spec.port
+    if world.container()["State"]["Running"] is not True:
+        world.launch()
+    # registry.regvault.test is ::1 in the instance: dockerd verifies TLS for it (not for 127.0.0.0/8)
+    refused = instance.docker(
+        "login", "-u", world.user, "--password-stdin", f"{TLS_NAME}:{port}", input=world.password, check=False
+    )
+    assert refused.returncode != 0 and "x509" in refused.stderr
+    instance.trust(f"{TLS_NAME}:{port}", world.certificate)
+    ok = instance.docker(
+        "login", "-u", world.user, "--password-stdin", f"{TLS_NAME}:{port}", input=world.password
+    )
+    assert "Login Succeeded" in ok.stdout
+    # an image built FROM scratch, several layers, pushed and pulled by tag and by digest
+    context = tmp_path / "ctx"
+    context.mkdir()
+    for n in range(3):
+        (context / f"layer{n}.bin").write_bytes(secrets.token_bytes(64 * 1024))
+    (context / "Dockerfile").write_text(
+        "FROM scratch\n" + "".join(f"COPY layer{n}.bin /\n" for n in range(3)) + 'CMD ["/layer0.bin"]\n'
+    )
+    ref = f"{TLS_NAME}:{port}/team/seed:1"
+    instance.docker_build(context, ref)
+    pushed = instance.docker("push", ref).stdout
+    digest = next(w for w in pushed.split() if w.startswith("sha256:"))
+    instance.docker("rmi", ref)
+    instance.docker("pull", ref)
+    instance.docker("pull", f"{TLS_NAME}:{port}/team/seed@{digest}")
+    (tmp_path / "ca.pem").write_text(world.certificate)
+    curl = ["curl", "-sS", "--cacert", str(tmp_path / "ca.pem"), "-u", f"{world.user}:{world.password}"]
+    base = f"https://localhost:{port}/v2"
+    catalog = subprocess.run([*curl, f"{base}/_catalog"], capture_output=True, text=True, check=True)
+    assert "team/seed" in json.loads(catalog.stdout)["repositories"]
+    tags = subprocess.run([*curl, f"{base}/team/seed/tags/list"], capture_output=True, text=True, check=True)
+    assert json.loads(tags.stdout)["tags"] == ["1"]
+
+
+def test_installed_but_stopped_docker_is_started(world):
+    # Given Docker installed on the instance but not running
+    world.host.instance.systemctl("stop", "docker")
+    assert world.host.instance.docker("info", check=False).returncode != 0
+    # When the launch runs
+    out = world.launch()
+    # Then the script started it (the instance's systemctl) and the registry is healthy
+    assert out["Status"] == "Success", out["StandardOutputContent"][-2000:]
+    assert "regvault: starting Docker" in out["StandardErrorContent"]
+
+
+def test_a_changed_config_relaunches_the_container(world):
+    before = world.container()["Id"]
+    out = world.launch(root="relaunched")
+    assert out["Status"] == "Success"
+    assert world.container()["Id"] != before
+    config = yaml.safe_load(world.host.instance.read("/etc/regvault/config.yml"))
+    assert config["storage"]["s3"]["rootdirectory"].strip("/") == "relaunched"
+    assert world.probe_versions("relaunched") == 1
+
+
+def test_failures_lead_with_their_own_line_and_never_show_the_journal_secret(world):
+    sm = world.emulator.client("secretsmanager")
+    # a bucket that is not there: the registry starts (and prints its journal header), the write fails
+    out = world.launch(bucket="regvault-no-such-bucket-x")
+    assert out["Status"] == "Failed" and out["ResponseCode"] == 1
+    reason = explain_output(out["StandardErrorContent"], out["StandardOutputContent"])
+    assert reason.startswith("regvault: unhealthy: the registry could not write a blob to the bucket"), reason
+    assert (
+        "x-regvault-journal-secret:[<journal secret>]" in out["StandardOutputContent"]
+    )  # redacted, not gone
+    # a health-check password the registry refuses
+    original = sm.get_secret_value(SecretId=world.htpasswd_secret)["SecretString"]
+    wrong = {**json.loads(original), "healthcheck_password": "not-the-password"}
+    sm.put_secret_value(SecretId=world.htpasswd_secret, SecretString=json.dumps(wrong))
+    try:
+        out = world.launch()
+    finally:
+        sm.put_secret_value(SecretId=world.htpasswd_secret, SecretString=original)
+    reason = explain_output(out["StandardErrorContent"], out["StandardOutputContent"])
+    assert out["Status"] == "Failed"
+    assert reason.startswith("regvault: unhealthy: the registry refuses the health-check user's password"), (
+        reason
+    )
+    # an image that cannot be pulled
+    out = world.launch(image="public.ecr.aws/docker/library/registry:2.99.0")
+    reason = explain_output(out["StandardErrorContent"], out["StandardOutputContent"])
+    assert out["Status"] == "Failed"
+    assert reason.startswith("regvault: could not pull public.ecr.aws/docker/library/registry:2.99.0"), reason
+    # and the instance recovers with the right parameters
+    assert world.launch()["Status"] == "Success"
+    assert len(world.outputs) >= 4 and all(world.journal_secret not in json.dumps(o) for o in world.outputs)
+
+
+def test_registry_3_launches_through_the_script(world):
+    out = world.launch(image="public.ecr.aws/docker/library/registry:3")
+    assert out["Status"] == "Success", out["StandardOutputContent"][-2000:]
+    container = world.container()
+    assert container["Config"]["Image"] == "public.ecr.aws/docker/library/registry:3"
+    mounts = {m["Destination"] for m in container["Mounts"]}
+    assert "/etc/distribution/config.yml" in mounts
