@@ -37,14 +37,18 @@ install: $(VENV)/.installed $(SAMVENV)/.installed $(CHECKOVVENV)/.installed
 
 # The real registry and the real client, from Debian.
 system-deps:
-	@if command -v docker-registry >/dev/null && command -v skopeo >/dev/null && command -v shellcheck >/dev/null && command -v chromium >/dev/null; then \
+	@if command -v docker-registry >/dev/null && command -v skopeo >/dev/null && command -v shellcheck >/dev/null && command -v chromium >/dev/null && command -v curl >/dev/null; then \
 		true; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo shellcheck chromium; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry skopeo shellcheck chromium curl; \
 	else \
-		echo "regvault's tests need Debian's registry, skopeo and shellcheck; run:" >&2; \
-		echo "  sudo apt-get update && sudo apt-get install -y docker-registry skopeo shellcheck chromium" >&2; \
+		echo "regvault's tests need Debian's registry, skopeo, shellcheck, chromium and curl; run:" >&2; \
+		echo "  sudo apt-get update && sudo apt-get install -y docker-registry skopeo shellcheck chromium curl" >&2; \
 		exit 1; \
+	fi
+	@# the launch on an emulated instance needs a Docker Engine (root only; without it those tests skip)
+	@if [ "$$(id -u)" = 0 ] && ! { command -v dockerd >/dev/null && [ -x /usr/bin/docker ]; }; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io; \
 	fi
 
 lint: $(VENV)/.installed

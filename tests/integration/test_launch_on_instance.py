@@ -22,6 +22,7 @@ from harness.emulator import S3Emulator
 from harness.instance import TLS_NAME, engine_unavailable
 from harness.on_instance import InstanceHost, create_launch_document, harness_tls, wait_for_command
 from harness.processes import Supervisor, free_port
+from harness.stand_ins import V3_BINARY
 from regvault.setup.launch import LaunchSpec, explain_output
 from regvault.setup.secrets import ensure_tls_secret, ensure_user_secrets
 
@@ -242,6 +243,7 @@ def test_failures_lead_with_their_own_line_and_never_show_the_journal_secret(wor
     assert len(world.outputs) >= 4 and all(world.journal_secret not in json.dumps(o) for o in world.outputs)
 
 
+@pytest.mark.skipif(not V3_BINARY.exists(), reason=f"no registry v3 binary at {V3_BINARY}")
 def test_registry_3_launches_through_the_script(world):
     out = world.launch(image="public.ecr.aws/docker/library/registry:3")
     assert out["Status"] == "Success", out["StandardOutputContent"][-2000:]

@@ -14,6 +14,8 @@ import argparse
 import base64
 import json
 import os
+import ssl
+import subprocess
 import sys
 import time
 import urllib.request
@@ -24,30 +26,55 @@ from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
 
+from harness.instance import engine_unavailable
 from harness.local import LocalRegistry, push_samples
+from harness.on_instance import LaunchedRegistry
+from harness.processes import free_port
 from harness.setup_local import HANDLERS, LocalSetup
 from regvault.cli.main import main as regvault
+from regvault.setup.launch import CONTAINER_PATHS
 
 
 def _delete_manifest(env: LocalRegistry, repository: str, digest: str) -> int:
     token = base64.b64encode(f"{env.registry.user}:{env.registry.password}".encode()).decode()
-    request = urllib.request.Request(
-        f"http://{env.registry.address}/v2/{repository}/manifests/{digest}",
+    request = urllib.request.Request(  # noqa: S310 - the loopback registry's URL
+        f"{env.registry.scheme}://{env.registry.address}/v2/{repository}/manifests/{digest}",
         method="DELETE",
         headers={"Authorization": f"Basic {token}"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+    context = (
+        ssl.create_default_context(cafile=str(env.registry.cert_dir / "ca.crt")) if env.registry.tls else None
+    )
+    with urllib.request.urlopen(request, timeout=30, context=context) as response:  # noqa: S310 - loopback
         return int(response.status)
 
 
 def run(workdir: Path | None, output: Path, console: Console) -> int:
     started = time.monotonic()
     console.print(Rule("[bold]regvault demo[/]: a real registry on an S3 emulator, all on 127.0.0.1"))
-    with LocalRegistry(workdir, lambda_handlers=str(HANDLERS), protected_tags=PROTECTED, journal=True) as env:
-        console.print(f"S3 emulator (moto server, patched)  {env.emulator.endpoint_url}")
+    unavailable = engine_unavailable()
+    if unavailable:
         console.print(
-            f"registry (docker-registry 2.8.2)     http://{env.registry.address}  bucket {env.bucket}"
+            f"[yellow]no Docker Engine can run here ({unavailable}): the registry runs as a plain process, "
+            "the launch command is only recorded[/]"
         )
+    with LocalRegistry(
+        workdir,
+        lambda_handlers=str(HANDLERS),
+        protected_tags=PROTECTED,
+        journal=True,
+        on_instance=unavailable is None,
+    ) as env:
+        console.print(f"S3 emulator (moto server, patched)  {env.emulator.endpoint_url}")
+        if env.instance_host is None:
+            console.print(
+                f"registry (docker-registry 2.8.2)     http://{env.registry.address}  bucket {env.bucket}"
+            )
+        else:
+            console.print(
+                "EC2 instance (emulated)              its own dockerd in a private mount namespace; "
+                f"public.ecr.aws is {env.instance_host.ecr.address}:443 (a local stand-in)"
+            )
         console.print(f"working directory                    {env.workdir}\n")
         os.environ.update(env.client_env())
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # the journal's metrics: not on screen
@@ -150,10 +177,13 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
 
         step(console, 11, f"protected tags ({PROTECTED}) and the push journal: who moved a tag")
         guarded = guard_and_journal(env, console)
+
+        step(console, 12, "the seed's own client: docker login, build, push, curl, pull by tag and digest")
+        seeded = seed_procedure(env, console)
         console.print(Rule(f"done in {time.monotonic() - started:.0f} s; stopping the emulator and registry"))
         ok = clean == 0 and broken == 1 and final == 0 and pulled == 3 and after_gc == 0
         ok = ok and planned == 0 and repaired == 0 and len(done["images"]) == 3
-        return 0 if ok and undone == 0 and usage == 0 and guarded else 1
+        return 0 if ok and undone == 0 and usage == 0 and guarded and seeded else 1
 
 
 PROTECTED = "release/*:v*"
@@ -162,10 +192,8 @@ PROTECTED = "release/*:v*"
 def guard_and_journal(env: LocalRegistry, console: Console) -> bool:
     """A release tag pushed, then pushed over: the guard puts it back within seconds and its notice
     says who tried (the registry's notifications, kept in the push journal)."""
-    from harness.distclient import DistributionClient
-
     lay = env.layout
-    client = DistributionClient(env.registry.address, env.registry.user, env.registry.password)
+    client = env.distribution_client()
     v1 = lay.tag("rel-v1", lay.image([lay.layer("base-1", 4096), lay.layer("rel-v1")], label="release v1"))
     first = env.push(v1, "release/app:v1")
     console.print(f"  pushed release/app:v1 -> {first[:19]}… (a first push: the guard pins it)")
@@ -195,27 +223,34 @@ def guard_and_journal(env: LocalRegistry, console: Console) -> bool:
 
 def setup_in_emulator(env: LocalRegistry, console: Console) -> None:
     """The same ASL and Lambda handlers sam deploy installs: bucket, secrets, IAM chain, association
-    with an emulated instance, and the launch command (recorded; the registry itself runs locally)."""
+    with an emulated instance, and the launch command. With a Docker Engine the command runs on the
+    instance (the registry container is what every later step talks to); without one it is recorded."""
     setup = LocalSetup(env.emulator)
     machine, instance = setup.deploy(), setup.instance()
-    with console.status("running the Setup state machine…"):
-        out = setup.run(
-            machine,
-            {
-                "Name": "regvault-demo",
-                "Region": "us-east-1",
-                "InstanceId": instance,
-                "BucketName": env.bucket,
-                "RegistryUsers": "admin,ci",
-                "LaunchDocument": "regvault-launch",
-                # the emulated SSM agent, like a real one that ran without credentials, registers only
-                # after a reboot: the demo allows it (sam deploy's default is to fail with the remedy)
-                "AllowReboot": "true",
-                "AgentGraceSeconds": "30",
-                # ProtectedTags is set: the setup sends the bucket's object events to EventBridge
-                "BucketEvents": "true",
-            },
+    properties = {
+        "Name": "regvault-demo",
+        "Region": "us-east-1",
+        "InstanceId": instance,
+        "BucketName": env.bucket,
+        "RegistryUsers": "admin,ci",
+        "LaunchDocument": "regvault-launch",
+        # the emulated SSM agent, like a real one that ran without credentials, registers only
+        # after a reboot: the demo allows it (sam deploy's default is to fail with the remedy)
+        "AllowReboot": "true",
+        "AgentGraceSeconds": "30",
+        # ProtectedTags is set: the setup sends the bucket's object events to EventBridge
+        "BucketEvents": "true",
+    }
+    if env.instance_host is not None:
+        env.instance_host.register(instance)
+        properties.update(
+            RegistryPort=str(free_port()),
+            # EnableJournal: the registry's notifications go to the JournalFunction's (loopback) URL
+            JournalUrl=env.journal.url if env.journal else "",
+            JournalSecretId=env.journal_secret_arn if env.journal else "",
         )
+    with console.status("running the Setup state machine…"):
+        out = setup.run(machine, properties, timeout=600)
     preflight = out["preflight"]["value"]
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("STEP")
@@ -232,19 +267,104 @@ def setup_in_emulator(env: LocalRegistry, console: Console) -> None:
         "ssm agent",
         "online after one reboot (AllowReboot=true)" if managed["rebooted"] else "online",
     )
-    table.add_row(
-        "launch", f"command {out['launch']['value']['command_id']}: {out['launch']['value']['status']}"
-    )
+    launch = out["launch"]["value"]
+    table.add_row("launch", f"command {launch['command_id']}: {launch['status']}")
     console.print(table)
-    [command] = setup.clients["ssm"].list_commands()["Commands"]
+    ssm = setup.clients["ssm"]
+    [command] = ssm.list_commands()["Commands"]
     names = {k: v[0] for k, v in command["Parameters"].items() if k != "ConfigBase64"}
     console.print(f"  SendCommand parameters (names, never secret values): {names}")
-    # Locally the emulator speaks plain HTTP, and moto enforces the TLS-only bucket policy the setup
-    # just added: lift that one statement here (the audit reports it as INSECURE_TRANSPORT_ALLOWED).
+    if env.instance_host is not None:
+        invocation = ssm.get_command_invocation(CommandId=launch["command_id"], InstanceId=instance)
+        console.print(
+            f"  the launch script on the instance ({invocation['Status']}, "
+            f"exit {invocation['ResponseCode']}), its own lines (StandardErrorContent):"
+        )
+        for line in invocation["StandardErrorContent"].splitlines():
+            console.print(f"    {escape(line)}", soft_wrap=True)
+        env.use_launched(launched_registry(env, out["secrets"]["value"], int(properties["RegistryPort"])))
+        running = env.instance_host.instance.docker(
+            "ps", "--format", "{{.Names}} {{.Image}} {{.Status}} {{.Command}}"
+        ).stdout.strip()
+        console.print(f"  docker ps on the instance: {escape(running)}")
+        console.print(
+            f"  registry                           https://{env.registry.address} (user admin) "
+            f"bucket {env.bucket}"
+        )
+    # Locally the CLI speaks plain HTTP to the emulator, and the emulator enforces the TLS-only bucket
+    # policy the setup just added (the instance's registry uses the emulator's TLS listener): lift that
+    # one statement for the CLI (the audit reports it as INSECURE_TRANSPORT_ALLOWED).
     env.s3.delete_bucket_policy(Bucket=env.bucket)
     console.print(
-        "  [dim]local only: the TLS-only bucket policy is lifted (the emulator speaks plain HTTP)[/]"
+        "  [dim]local only: the TLS-only bucket policy is lifted for the CLI (it speaks plain HTTP)[/]"
     )
+
+
+def launched_registry(env: LocalRegistry, secrets: dict[str, str], port: int) -> LaunchedRegistry:
+    """The container the launch script started, as the demo's registry (user admin)."""
+    sm = env.emulator.client("secretsmanager")
+    users = json.loads(sm.get_secret_value(SecretId=secrets["users_secret_arn"])["SecretString"])
+    tls = json.loads(sm.get_secret_value(SecretId=secrets["tls_secret_arn"])["SecretString"])
+    assert env.instance_host is not None
+    return LaunchedRegistry(
+        env.instance_host, env.workdir, port, "admin", users["passwords"]["admin"], tls["certificate"],
+        CONTAINER_PATHS["2"],
+    )  # fmt: skip
+
+
+def seed_procedure(env: LocalRegistry, console: Console) -> bool:
+    """The seed's own procedure against the launched registry, command for command, with the Docker
+    CLI on the instance."""
+    if env.instance_host is None:
+        console.print("  [yellow]skipped: no Docker Engine can run here (the registry is a plain process)[/]")
+        return True
+    instance, reg = env.instance_host.instance, env.registry
+    host = f"localhost:{reg.port}"
+    ref = f"{host}/seed/hello"
+
+    def show(command: str, result: str = "") -> None:
+        console.print(f"  [bold]$ {escape(command)}[/]", soft_wrap=True)
+        for line in result.strip().splitlines()[-4:]:
+            console.print(f"    {escape(line)}", soft_wrap=True)
+
+    show(
+        f"docker login -u {reg.user} --password-stdin {host}",
+        instance.docker("login", "-u", reg.user, "--password-stdin", host, input=reg.password).stdout,
+    )
+    context = env.workdir / "seed-image"
+    context.mkdir(exist_ok=True)
+    for n in range(3):
+        (context / f"layer{n}.bin").write_bytes(os.urandom(256 * 1024))
+    (context / "Dockerfile").write_text(
+        "FROM scratch\n" + "".join(f"COPY layer{n}.bin /\n" for n in range(3)) + 'CMD ["/layer0.bin"]\n'
+    )
+    instance.docker_build(context, "hello:local")
+    show("docker build -t hello:local .   (FROM scratch, three layers)")
+    instance.docker("tag", "hello:local", f"{ref}:1")
+    show(f"docker tag hello:local {ref}:1")
+    pushed = instance.docker("push", f"{ref}:1").stdout
+    show(f"docker push {ref}:1", pushed)
+    digest = next((w for w in pushed.split() if w.startswith("sha256:")), "")
+    curl = ["curl", "-sS", "--cacert", str(reg.cert_dir / "ca.crt"), "-u", f"{reg.user}:{reg.password}"]
+    base = f"https://localhost:{reg.port}/v2"
+    for path, accept in (
+        ("/_catalog", None),
+        ("/seed/hello/tags/list", None),
+        ("/seed/hello/manifests/1", "application/vnd.docker.distribution.manifest.v2+json"),
+    ):
+        argv = [*curl, *(["-H", f"Accept: {accept}"] if accept else []), f"{base}{path}"]
+        body = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False).stdout
+        shown = body if len(body) < 200 else body[:200] + "…"
+        header = f"-H 'Accept: {accept}' " if accept else ""
+        show(f"curl -u {reg.user}:*** {header}{base}{path}", shown)
+    instance.docker("rmi", f"{ref}:1", "hello:local")
+    show(f"docker rmi {ref}:1 hello:local")
+    show(f"docker pull {ref}:1", instance.docker("pull", f"{ref}:1").stdout)
+    show(f"docker pull {ref}@{digest}", instance.docker("pull", f"{ref}@{digest}").stdout)
+    pulled = instance.docker("image", "inspect", f"{ref}:1", "--format", "{{json .RepoDigests}}").stdout
+    ok = bool(digest) and digest in pulled
+    console.print(f"  {'pulled by tag and by digest' if ok else 'NOT pulled'}: {ref}@{digest[:19]}…")
+    return ok
 
 
 def step(console: Console, number: int, title: str) -> None:

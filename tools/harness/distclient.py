@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
@@ -23,10 +24,13 @@ class DistributionError(Exception):
 
 
 class DistributionClient:
-    def __init__(self, address: str, user: str, password: str) -> None:
+    def __init__(
+        self, address: str, user: str, password: str, scheme: str = "http", cafile: str | None = None
+    ) -> None:
         if not address.startswith(("127.0.0.1:", "localhost:")):
             raise DistributionError(f"loopback registries only, not {address!r}")
-        self.base = f"http://{address}"
+        self.base = f"{scheme}://{address}"
+        self.context = ssl.create_default_context(cafile=cafile) if scheme == "https" else None
         self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
     def _call(
@@ -39,7 +43,7 @@ class DistributionClient:
             url, data=body, method=method, headers={"Authorization": self.auth, **(headers or {})}
         )
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback http
+            with urllib.request.urlopen(request, timeout=60, context=self.context) as response:  # noqa: S310
                 return int(response.status), dict(response.headers), response.read()
         except urllib.error.HTTPError as exc:
             return int(exc.code), dict(exc.headers), exc.read()

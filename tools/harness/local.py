@@ -6,12 +6,15 @@ import secrets
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.emulator import S3Emulator
 from harness.images import BuiltImage, OciLayout, Skopeo
 from harness.processes import Supervisor
 from harness.registry import RegistryServer
+
+if TYPE_CHECKING:
+    from harness.on_instance import InstanceHost, LaunchedRegistry
 from regvault.journal.record import SECRET_HEADER
 
 
@@ -49,12 +52,16 @@ class LocalRegistry:
         lambda_handlers: str | None = None,
         protected_tags: str | None = None,
         journal: bool = False,
+        on_instance: bool = False,
     ) -> None:
         """``protected_tags``: run the template's guard (its EventBridge rule and GuardFunction handler)
         on the bucket's object events, with these ProtectedTags. ``journal``: the registry's
         notifications go to the JournalFunction's handler on a loopback "Function URL"
         (``harness.journal_endpoint``) with a shared secret from the emulator's Secrets Manager; the
-        journal lands in ``self.reports_bucket``."""
+        journal lands in ``self.reports_bucket``. ``on_instance``: no registry process; an emulated instance
+        with a Docker Engine (``self.instance_host``, ``harness.on_instance``) waits for the launch
+        document's command, and ``use_launched`` then makes the container the script started
+        ``self.registry``."""
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="regvault-harness-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +72,14 @@ class LocalRegistry:
         try:
             reports = f"{self.bucket}-reports" if journal else None
             events = guard_events(self.bucket, root, protected_tags, reports) if protected_tags else None
-            self.emulator = S3Emulator(self.supervisor, lambda_handlers=lambda_handlers, s3_events=events)
+            emulator_tls = None
+            if on_instance:
+                from harness.on_instance import harness_tls
+
+                emulator_tls = harness_tls()
+            self.emulator = S3Emulator(
+                self.supervisor, lambda_handlers=lambda_handlers, s3_events=events, tls=emulator_tls
+            )
             self.s3 = self.emulator.client("s3")
             self.s3.create_bucket(Bucket=self.bucket)
             self.alerts_queue = self._alerts() if protected_tags else None
@@ -74,23 +88,46 @@ class LocalRegistry:
                     Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"}
                 )
             self.journal = self._journal() if journal else None
-            self.registry = RegistryServer(
-                self.supervisor,
-                self.workdir,
-                self.emulator,
-                self.bucket,
-                root=root,
-                blob_descriptor_cache=blob_descriptor_cache,
-                tls=tls,
-                journal=(self.journal.url, {SECRET_HEADER: self.journal_secret}) if self.journal else None,
-            )
-            self.skopeo = Skopeo(
-                self.workdir, self.registry.address, self.registry.user, self.registry.password
-            )
+            self.registry: RegistryServer | LaunchedRegistry
+            self.instance_host: InstanceHost | None = None
+            if on_instance:
+                from harness.on_instance import InstanceHost
+
+                self.instance_host = InstanceHost(self.supervisor, self.workdir, self.emulator, progress=True)
+                self._closing.append(self.instance_host.close)
+            else:
+                self.registry = RegistryServer(
+                    self.supervisor,
+                    self.workdir,
+                    self.emulator,
+                    self.bucket,
+                    root=root,
+                    blob_descriptor_cache=blob_descriptor_cache,
+                    tls=tls,
+                    journal=(self.journal.url, {SECRET_HEADER: self.journal_secret})
+                    if self.journal
+                    else None,
+                )
+                self.skopeo = Skopeo(
+                    self.workdir, self.registry.address, self.registry.user, self.registry.password
+                )
             self.layout = OciLayout(self.workdir / "oci")
         except BaseException:
             self.close()
             raise
+
+    def use_launched(self, registry: LaunchedRegistry) -> None:
+        """The registry the launch script started on the instance becomes this environment's."""
+        self.registry = registry
+        self.skopeo = Skopeo(self.workdir, registry.address, registry.user, registry.password)
+
+    def distribution_client(self) -> Any:
+        """The second client (``harness.distclient``) for this registry, over TLS when it has it."""
+        from harness.distclient import DistributionClient
+
+        reg = self.registry
+        cafile = str(reg.cert_dir / "ca.crt") if reg.tls else None
+        return DistributionClient(reg.address, reg.user, reg.password, scheme=reg.scheme, cafile=cafile)
 
     def _alerts(self) -> str:
         """The stack's SNS topic (the guard's notices) with a queue subscribed to read them."""
@@ -129,6 +166,7 @@ class LocalRegistry:
         arn = self.emulator.client("secretsmanager").create_secret(
             Name=f"{self.bucket}-journal", SecretString=self.journal_secret
         )["ARN"]
+        self.journal_secret_arn = str(arn)
         # the handler runs in this process: its environment is set while it loads and makes its clients
         # (JournalEndpoint does both at once), then this process's environment is put back as it was
         env = {
