@@ -1,5 +1,6 @@
 """Each emulator fidelity fix (harness.moto_patches) proven on its own."""
 
+import json
 import random
 import tracemalloc
 
@@ -280,3 +281,181 @@ def test_the_bucket_notification_answer_says_event_bridge_is_on(s3):
         Bucket="notified", NotificationConfiguration={"EventBridgeConfiguration": {}}
     )
     assert s3.get_bucket_notification_configuration(Bucket="notified")["EventBridgeConfiguration"] == {}
+
+
+# Fix 6: aws:SecureTransport in bucket policies
+
+TLS_ONLY = {
+    "Sid": "TlsOnly",
+    "Effect": "Deny",
+    "Principal": "*",
+    "Action": "s3:*",
+    "Resource": ["arn:aws:s3:::reg", "arn:aws:s3:::reg/*"],
+    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+}
+READ_ALL = {
+    "Sid": "ReadAll",
+    "Effect": "Allow",
+    "Principal": "*",
+    "Action": "s3:GetObject",
+    "Resource": "arn:aws:s3:::reg/*",
+}
+
+
+def _statement(condition):
+    return {"Effect": "Deny", "Action": "s3:*", "Resource": "*", "Condition": condition}
+
+
+@pytest.mark.parametrize(
+    "expected, actual, applies",
+    [
+        ("false", "false", True),
+        ("false", "true", False),
+        ("true", "true", True),
+        ("true", "false", False),
+        ("False", "false", True),  # values compare case-insensitively
+        (False, "false", True),  # a JSON boolean
+        (True, "false", False),
+        (["false"], "false", True),  # a list of values: any of them
+        (["true", "false"], "true", True),
+        (["true", "false"], "false", True),
+        (["true"], "false", False),
+    ],
+)
+def test_fix6_statement_kept_only_when_its_secure_transport_condition_holds(expected, actual, applies):
+    statement = _statement({"Bool": {"aws:SecureTransport": expected}})
+
+    assert moto_patches._transport_applies(statement, actual) is applies
+    # the condition is decided: moto, which knows no Bool operator, never sees it
+    assert "Condition" not in statement
+
+
+def test_fix6_other_conditions_are_left_to_moto():
+    # Given SecureTransport next to another Bool key and another operator
+    statement = _statement(
+        {
+            "Bool": {"aws:SecureTransport": "false", "aws:MultiFactorAuthPresent": "true"},
+            "StringEquals": {"aws:PrincipalAccount": "123456789012"},
+        }
+    )
+
+    # When it is decided for a plain HTTP request
+    assert moto_patches._transport_applies(statement, "false") is True
+
+    # Then only the SecureTransport key is gone
+    assert statement["Condition"] == {
+        "Bool": {"aws:MultiFactorAuthPresent": "true"},
+        "StringEquals": {"aws:PrincipalAccount": "123456789012"},
+    }
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        {"Effect": "Deny", "Action": "s3:*", "Resource": "*"},
+        _statement({}),
+        _statement({"StringEquals": {"aws:PrincipalAccount": "123456789012"}}),
+        _statement({"Bool": {"aws:MultiFactorAuthPresent": "true"}}),
+    ],
+)
+def test_fix6_statements_without_the_condition_always_apply_untouched(statement):
+    before = json.loads(json.dumps(statement))
+
+    assert moto_patches._transport_applies(statement, "true") is True
+    assert moto_patches._transport_applies(statement, "false") is True
+    assert statement == before
+
+
+@pytest.fixture
+def secure_transport(monkeypatch):
+    """Fix 6 applied for this test only: the classes it assigns to are put back afterwards."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    monkeypatch.setattr(s3_models.FakeBucket, "get_permission", s3_models.FakeBucket.get_permission)
+    monkeypatch.setattr(DomainDispatcherApplication, "__call__", DomainDispatcherApplication.__call__)
+    moto_patches._TRANSPORT.secure = None
+    moto_patches.secure_transport_condition()
+    yield moto_patches._TRANSPORT
+    moto_patches._TRANSPORT.secure = None
+
+
+def _tls_only_bucket(s3, *statements):
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    s3.create_bucket(Bucket="reg")
+    s3.put_object(Bucket="reg", Key="k", Body=b"hello", ACL="public-read")
+    policy = {"Version": "2012-10-17", "Statement": list(statements)}
+    s3.put_bucket_policy(Bucket="reg", Policy=json.dumps(policy))
+    return s3_models.s3_backends[DEFAULT_ACCOUNT_ID]["global"].get_bucket("reg")
+
+
+def test_fix6_unpatched_moto_denies_https_too(s3):
+    # Given the stock moto: the TLS-only statement denies every request (why the fix exists)
+    from moto.iam.access_control import PermissionResult
+
+    bucket = _tls_only_bucket(s3, TLS_ONLY, READ_ALL)
+    assert bucket.get_permission("s3:GetObject", "arn:aws:s3:::reg/k") == PermissionResult.DENIED
+
+
+def test_fix6_bucket_policy_is_decided_by_the_requests_transport(s3, secure_transport):
+    from moto.iam.access_control import PermissionResult
+
+    # Given a bucket with the TLS-only policy and a public read
+    bucket = _tls_only_bucket(s3, TLS_ONLY, READ_ALL)
+    stored = bucket.policy
+    resource = "arn:aws:s3:::reg/k"
+
+    # Then plain HTTP is denied, HTTPS allowed
+    secure_transport.secure = False
+    assert bucket.get_permission("s3:GetObject", resource) == PermissionResult.DENIED
+    secure_transport.secure = True
+    assert bucket.get_permission("s3:GetObject", resource) == PermissionResult.PERMITTED
+    assert bucket.get_permission("s3:PutObject", resource) == PermissionResult.NEUTRAL
+    # and without a WSGI request (in-process moto) it stays moto's answer
+    secure_transport.secure = None
+    assert bucket.get_permission("s3:GetObject", resource) == PermissionResult.DENIED
+    # and the stored policy is not changed by deciding it
+    assert bucket.policy == stored
+
+
+def test_fix6_without_the_condition_the_policy_is_moto_s_answer(s3, secure_transport):
+    from moto.iam.access_control import PermissionResult
+
+    unconditional = {k: v for k, v in TLS_ONLY.items() if k != "Condition"}
+    bucket = _tls_only_bucket(s3, unconditional)
+    for secure in (True, False, None):
+        secure_transport.secure = secure
+        assert bucket.get_permission("s3:GetObject", "arn:aws:s3:::reg/k") == PermissionResult.DENIED
+    s3.delete_bucket_policy(Bucket="reg")
+    assert bucket.get_permission("s3:GetObject", "arn:aws:s3:::reg/k") == PermissionResult.NEUTRAL
+
+
+def test_fix6_in_process_moto_keeps_denying_under_the_tls_only_policy(s3, secure_transport):
+    # Given the patch, and requests that never pass the WSGI layer (mock_aws in-process)
+    _tls_only_bucket(s3, TLS_ONLY, READ_ALL)
+
+    # Then moto's old answer: denied
+    with pytest.raises(s3.exceptions.ClientError) as raised:
+        s3.get_object(Bucket="reg", Key="k")
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert secure_transport.secure is None
+
+
+def test_fix6_the_dispatcher_records_the_scheme_of_each_request(s3, secure_transport):
+    """End to end through moto's WSGI dispatcher, called in-process (werkzeug's test client, no socket)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.test import Client
+
+    # Given the TLS-only bucket, its object readable by anyone
+    _tls_only_bucket(s3, TLS_ONLY, READ_ALL)
+    client = Client(DomainDispatcherApplication(create_backend_app))
+
+    # When it is read over plain HTTP, then over HTTPS
+    plain = client.get("/reg/k", base_url="http://s3.amazonaws.com")
+    assert secure_transport.secure is False
+    tls = client.get("/reg/k", base_url="https://s3.amazonaws.com")
+    assert secure_transport.secure is True
+
+    # Then plain HTTP is denied, as on AWS, and HTTPS is allowed
+    assert plain.status_code == 403
+    assert (tls.status_code, tls.data) == (200, b"hello")

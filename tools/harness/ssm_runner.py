@@ -142,20 +142,25 @@ class Invocation:
                 return self._end("TimedOut", "DeliveryTimedOut", -1)
             time.sleep(0.5)
         script, out, err = self._paths()
-        script.write_text(self.script)
-        script.chmod(0o700)
         with self.lock:
             if self.cancelled:
                 return self._end("Cancelled", "Cancelled", -1)
-            with out.open("wb") as stdout, err.open("wb") as stderr:
-                self.proc = subprocess.Popen(
-                    [*self.host.argv_prefix, "sh", "-c", str(script)],
-                    stdout=stdout,
-                    stderr=stderr,
-                    stdin=subprocess.DEVNULL,
-                    env=self.host.env,
-                    start_new_session=True,  # its own process group: a timeout or cancel kills it all
-                )
+            try:
+                script.write_text(self.script)
+                script.chmod(0o700)
+                with out.open("wb") as stdout, err.open("wb") as stderr:
+                    self.proc = subprocess.Popen(
+                        # the agent's `sh -c <file>`; exec: the script is the process we wait for
+                        [*self.host.argv_prefix, "sh", "-c", 'exec "$0"', str(script)],
+                        stdout=stdout,
+                        stderr=stderr,
+                        stdin=subprocess.DEVNULL,
+                        env=self.host.env,
+                        start_new_session=True,  # its own process group: a timeout or cancel kills it all
+                    )
+            except OSError as exc:  # the instance is gone (nsenter, its holder): the agent reports a failure
+                err.write_text(f"the emulated agent could not start the command: {exc}\n")
+                return self._end("Failed", "Failed", -1)
             self.status = self.details = "InProgress"
             self.started = _now()
         try:
