@@ -29,6 +29,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,7 @@ class PublicEcr:
 _SYSTEMCTL = """#!/bin/bash
 # systemctl of an emulated instance (regvault's harness): it knows the docker unit only.
 RUN={run}
+SOCK={sock}
 running() {{
   [ -S /run/docker.sock ] && [ -f "$RUN/dockerd.pid" ] && kill -0 "$(cat "$RUN/dockerd.pid")" 2>/dev/null
 }}
@@ -148,8 +150,8 @@ case "$action" in
     rm -f /run/docker.sock
     setsid dockerd --storage-driver overlay2 --bridge=none \\
       --iptables=false --ip6tables=false --ip-masq=false \\
-      --data-root "$RUN/data" --exec-root "$RUN/exec" --pidfile "$RUN/dockerd.pid" \\
-      --cgroup-parent /regvault-instance -H unix:///run/docker.sock -H "unix://$RUN/docker.sock" \\
+      --data-root "$RUN/data" --exec-root /run/docker-exec --pidfile "$RUN/dockerd.pid" \\
+      --cgroup-parent /regvault-instance -H unix:///run/docker.sock -H "unix://$SOCK" \\
       >>"$RUN/dockerd.log" 2>&1 </dev/null &
     for _ in $(seq 1 300); do
       if running && /usr/bin/docker version >/dev/null 2>&1; then exit 0; fi
@@ -188,7 +190,10 @@ class EmulatedInstance:
             shutil.rmtree(self.run_dir / sub, ignore_errors=True)  # a new instance: nothing kept
             (self.run_dir / sub).mkdir()
         systemctl = self.run_dir / "bin" / "systemctl"
-        systemctl.write_text(_SYSTEMCTL.format(run=self.run_dir))
+        # unix socket paths stop at 108 bytes: the exec root (containerd's socket) lives in the instance's
+        # private /run, and the machine-side socket in a short directory of its own
+        self.sock_dir = Path(tempfile.mkdtemp(prefix="rvd-", dir="/tmp"))
+        systemctl.write_text(_SYSTEMCTL.format(run=self.run_dir, sock=self.sock_dir / "docker.sock"))
         systemctl.chmod(0o755)
         host_lines = [f"{ecr.address} public.ecr.aws", f"::1 {TLS_NAME}", *(hosts or [])]
         run = self.run_dir
@@ -219,7 +224,7 @@ class EmulatedInstance:
                     "the instance's namespace did not start:\n" + supervisor.log_tail("instance-namespace")
                 )
             time.sleep(0.05)
-        self.docker_host = f"unix://{run}/docker.sock"
+        self.docker_host = f"unix://{self.sock_dir}/docker.sock"
         if docker_running:
             self.systemctl("start", "docker")
 
@@ -320,7 +325,7 @@ class EmulatedInstance:
 
     def close(self) -> None:
         if self.holder.poll() is None:
-            if (self.run_dir / "docker.sock").exists():
+            if (self.sock_dir / "docker.sock").exists():
                 ids = self.docker("ps", "-aq", check=False, timeout=30).stdout.split()
                 if ids:
                     self.docker("rm", "-f", *ids, check=False, timeout=60)
@@ -331,3 +336,4 @@ class EmulatedInstance:
                     os.kill(pid, signal.SIGKILL)
             self.supervisor.stop(self.holder)
         shutil.rmtree(self.run_dir / "data", ignore_errors=True)
+        shutil.rmtree(self.sock_dir, ignore_errors=True)
