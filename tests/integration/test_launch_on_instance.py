@@ -19,9 +19,10 @@ import pytest
 import yaml
 
 from harness.emulator import S3Emulator
-from harness.instance import TLS_NAME, engine_unavailable
-from harness.on_instance import InstanceHost, create_launch_document, harness_tls, wait_for_command
+from harness.instance import TLS_NAME, engine_unavailable, harness_ca
+from harness.on_instance import InstanceHost, wait_for_command
 from harness.processes import Supervisor, free_port
+from harness.setup_local import create_launch_document, launch_instance
 from harness.stand_ins import V3_BINARY
 from regvault.setup.launch import LaunchSpec, explain_output
 from regvault.setup.secrets import ensure_tls_secret, ensure_user_secrets
@@ -73,7 +74,7 @@ class World:
 def world(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("launch")
     with Supervisor(workdir) as supervisor:
-        emulator = S3Emulator(supervisor, tls=harness_tls())
+        emulator = S3Emulator(supervisor, tls=harness_ca())
         host = InstanceHost(supervisor, workdir, emulator)
         try:
             s3, sm, ec2 = emulator.client("s3"), emulator.client("secretsmanager"), emulator.client("ec2")
@@ -87,14 +88,7 @@ def world(tmp_path_factory):
             journal = secrets.token_urlsafe(30)
             journal_arn = sm.create_secret(Name="regvault/registry-journal", SecretString=journal)["ARN"]
             emulator.client("iam").create_instance_profile(InstanceProfileName="regvault-instance")
-            image = next(
-                i["ImageId"]
-                for i in ec2.describe_images(Owners=["amazon"])["Images"]
-                if i.get("Platform") != "windows"
-            )
-            instance_id = ec2.run_instances(
-                ImageId=image, MinCount=1, MaxCount=1, IamInstanceProfile={"Name": "regvault-instance"}
-            )["Instances"][0]["InstanceId"]
+            instance_id = launch_instance(ec2, profile="regvault-instance")
             ec2.reboot_instances(InstanceIds=[instance_id])  # the agent registers with the profile's role
             host.register(instance_id)
             create_launch_document(emulator.client("ssm"))

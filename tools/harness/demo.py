@@ -11,14 +11,11 @@ it started is stopped by PID, on failure and on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
-import ssl
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from rich.console import Console
@@ -33,20 +30,6 @@ from harness.processes import free_port
 from harness.setup_local import HANDLERS, LocalSetup
 from regvault.cli.main import main as regvault
 from regvault.setup.launch import CONTAINER_PATHS
-
-
-def _delete_manifest(env: LocalRegistry, repository: str, digest: str) -> int:
-    token = base64.b64encode(f"{env.registry.user}:{env.registry.password}".encode()).decode()
-    request = urllib.request.Request(  # noqa: S310 - the loopback registry's URL
-        f"{env.registry.scheme}://{env.registry.address}/v2/{repository}/manifests/{digest}",
-        method="DELETE",
-        headers={"Authorization": f"Basic {token}"},
-    )
-    context = (
-        ssl.create_default_context(cafile=str(env.registry.cert_dir / "ca.crt")) if env.registry.tls else None
-    )
-    with urllib.request.urlopen(request, timeout=30, context=context) as response:  # noqa: S310 - loopback
-        return int(response.status)
 
 
 def run(workdir: Path | None, output: Path, console: Console) -> int:
@@ -104,7 +87,7 @@ def run(workdir: Path | None, output: Path, console: Console) -> int:
             f"  a bad re-push over team/app:1.0 -> {digest[:19]}… (the old image lives on in S3 versions)"
         )
         api = pushed["team/api:2.0"]["digest"]
-        status = _delete_manifest(env, "team/api", api)
+        status = env.distribution_client().delete_manifest("team/api", api)
         console.print(f"  DELETE /v2/team/api/manifests/{api[:19]}… -> HTTP {status} (the tag is gone)")
         env.registry.garbage_collect(delete_untagged=True)
         env.registry.restart()  # drop the in-memory blob-descriptor cache (distribution #3743)

@@ -12,10 +12,11 @@ from harness.emulator import S3Emulator
 from harness.images import BuiltImage, OciLayout, Skopeo
 from harness.processes import Supervisor
 from harness.registry import RegistryServer
+from regvault.journal.record import SECRET_HEADER
 
 if TYPE_CHECKING:
+    from harness.distclient import DistributionClient
     from harness.on_instance import InstanceHost, LaunchedRegistry
-from regvault.journal.record import SECRET_HEADER
 
 
 def guard_events(
@@ -74,9 +75,9 @@ class LocalRegistry:
             events = guard_events(self.bucket, root, protected_tags, reports) if protected_tags else None
             emulator_tls = None
             if on_instance:
-                from harness.on_instance import harness_tls
+                from harness.instance import harness_ca
 
-                emulator_tls = harness_tls()
+                emulator_tls = harness_ca()
             self.emulator = S3Emulator(
                 self.supervisor, lambda_handlers=lambda_handlers, s3_events=events, tls=emulator_tls
             )
@@ -121,7 +122,7 @@ class LocalRegistry:
         self.registry = registry
         self.skopeo = Skopeo(self.workdir, registry.address, registry.user, registry.password)
 
-    def distribution_client(self) -> Any:
+    def distribution_client(self) -> DistributionClient:
         """The second client (``harness.distclient``) for this registry, over TLS when it has it."""
         from harness.distclient import DistributionClient
 

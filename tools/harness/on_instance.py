@@ -7,19 +7,13 @@ the harness talks to it (``LaunchedRegistry``: the same face as ``harness.regist
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.emulator import ACCESS_KEY, SECRET_KEY, S3Emulator
-from harness.instance import EmulatedInstance, PublicEcr, harness_ca
-from harness.processes import HarnessError, Supervisor
-from harness.setup_local import load_template
-
-LAUNCH_DOCUMENT = "regvault-launch"
+from harness.instance import EmulatedInstance, PublicEcr
+from harness.processes import HarnessError, Supervisor, wait_for_http
 
 
 def s3_overrides(emulator: S3Emulator) -> dict[str, Any]:
@@ -62,17 +56,6 @@ class InstanceHost:
         self.instance.close()
 
 
-def launch_document() -> dict[str, Any]:
-    return dict(load_template()["Resources"]["LaunchDocument"]["Properties"]["Content"])
-
-
-def create_launch_document(ssm: Any, name: str = LAUNCH_DOCUMENT) -> str:
-    ssm.create_document(
-        Name=name, DocumentType="Command", DocumentFormat="YAML", Content=yaml.safe_dump(launch_document())
-    )
-    return name
-
-
 def wait_for_command(ssm: Any, command_id: str, instance_id: str, timeout: float = 300) -> dict[str, Any]:
     """GetCommandInvocation until the command ends (what the setup's wait step does)."""
     deadline = time.monotonic() + timeout
@@ -111,34 +94,19 @@ class LaunchedRegistry:
         (self.cert_dir / "ca.crt").write_text(certificate)
         self.container_config = config_path
 
-    def _wait_healthy(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            out = subprocess.run(
-                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                 "--cacert", str(self.cert_dir / "ca.crt"), f"https://localhost:{self.port}/v2/"],
-                capture_output=True, text=True, check=False, timeout=10,
-            )  # fmt: skip
-            if out.stdout == "401":
-                return
-            time.sleep(0.2)
-        raise HarnessError(f"the launched registry did not answer on {self.address} after a restart")
-
     def restart(self) -> None:
         self.host.instance.docker("restart", "registry")
-        self._wait_healthy()
+        wait_for_http(
+            f"https://{self.address}/v2/",
+            lambda status: status == 401,
+            None,
+            "the launched registry after a restart",
+            lambda: str(self.host.instance.docker("logs", "--tail", "20", "registry", check=False).stderr),
+            timeout=60,
+        )
 
     def garbage_collect(self, *, delete_untagged: bool = False, dry_run: bool = False) -> str:
         argv = ["exec", "registry", "/usr/bin/registry", "garbage-collect"]
         argv += ["--delete-untagged"] * delete_untagged + ["--dry-run"] * dry_run
         out = self.host.instance.docker(*argv, self.container_config, timeout=600)
         return str(out.stdout) + str(out.stderr)
-
-    def logs(self) -> str:
-        out = self.host.instance.docker("logs", "registry", check=False)
-        return str(out.stdout) + str(out.stderr)
-
-
-def harness_tls() -> tuple[Path, Path]:
-    """The emulator's TLS listener certificate (the harness CA: the stand-in images trust it)."""
-    return harness_ca()

@@ -87,7 +87,7 @@ class Supervisor:
 def wait_for_http(
     url: str,
     ok: Callable[[int], bool],
-    proc: subprocess.Popen[bytes],
+    proc: subprocess.Popen[bytes] | None,
     what: str,
     log: Callable[[], str],
     timeout: float = 30.0,
@@ -95,7 +95,7 @@ def wait_for_http(
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise HarnessError(f"{what} exited with {proc.returncode}:\n{log()}")
         try:
             # readiness only, on loopback: the harness's own self-signed certificate is not checked here

@@ -112,26 +112,36 @@ def deploy_setup(
             state["Seconds"] = wait_seconds
         for retry in state.get("Retry", []) if retry_interval is not None else []:
             retry["IntervalSeconds"] = retry_interval
-    client("ssm").create_document(
-        Name="regvault-launch",
-        DocumentType="Command",
-        DocumentFormat="YAML",
-        Content=yaml.safe_dump(resources["LaunchDocument"]["Properties"]["Content"]),
-    )
+    create_launch_document(client("ssm"), template)
     arn = client("stepfunctions").create_state_machine(name=name, definition=json.dumps(doc), roleArn=role)[
         "stateMachineArn"
     ]
     return SetupDeployment(str(arn), role, handlers)
 
 
-def launch_instance(ec2: Any) -> str:
-    """An emulated Linux EC2 instance (no profile) for the setup to adopt."""
+LAUNCH_DOCUMENT = "regvault-launch"
+
+
+def create_launch_document(ssm: Any, template: dict[str, Any] | None = None) -> str:
+    """The template's launch document, as SSM keeps it, under ``LAUNCH_DOCUMENT``."""
+    content = (template or load_template())["Resources"]["LaunchDocument"]["Properties"]["Content"]
+    ssm.create_document(
+        Name=LAUNCH_DOCUMENT, DocumentType="Command", DocumentFormat="YAML", Content=yaml.safe_dump(content)
+    )
+    return LAUNCH_DOCUMENT
+
+
+def launch_instance(ec2: Any, profile: str | None = None) -> str:
+    """An emulated Linux EC2 instance for the setup to adopt (no profile unless ``profile``)."""
     image = next(
         i["ImageId"]
         for i in ec2.describe_images(Owners=["amazon"])["Images"]
         if i.get("Platform") != "windows"
     )
-    return str(ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"])
+    extra = {"IamInstanceProfile": {"Name": profile}} if profile else {}
+    return str(
+        ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, **extra)["Instances"][0]["InstanceId"]
+    )
 
 
 class LocalSetup:

@@ -60,7 +60,7 @@ V3_BINARY = ROOT.parent / "shared" / "bin" / "registry-v3.1.1"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-_BUILDER_VERSION = "2"  # bump when what an image holds changes
+_BUILDER_VERSION = "3"  # bump when what an image holds changes
 
 
 def cache_dir() -> Path:
@@ -147,6 +147,13 @@ class _Rootfs:
 
 
 @dataclass(frozen=True)
+class StoredLayer:
+    digest: str
+    size: int
+    diff_id: str
+
+
+@dataclass(frozen=True)
 class ImageSpec:
     repository: str
     tag: str
@@ -177,10 +184,14 @@ class RegistryStorage:
         self._write(self.layout.key(LayerLink(repository, digest)), str(digest).encode())
         return digest
 
-    def image(self, spec: ImageSpec, layer: tuple[bytes, str]) -> str:
-        """Write the layer, a config and a schema2 manifest, and point the tag at it; return its digest."""
+    def layer(self, repository: str, layer: tuple[bytes, str]) -> StoredLayer:
+        """Store a (gzip'd layer, diff_id) as a blob of ``repository``."""
         blob, diff_id = layer
-        layer_digest = self.blob(spec.repository, blob)
+        return StoredLayer(str(self.blob(repository, blob)), len(blob), diff_id)
+
+    def image(self, spec: ImageSpec, layer: StoredLayer) -> str:
+        """A config and a schema2 manifest over a stored layer, and the tag pointed at it; its digest."""
+        diff_id = layer.diff_id
         config = json.dumps(
             {
                 "architecture": "amd64",
@@ -196,7 +207,7 @@ class RegistryStorage:
                 "schemaVersion": 2,
                 "mediaType": DOCKER_MANIFEST,
                 "config": {"mediaType": DOCKER_CONFIG, "size": len(config), "digest": str(config_digest)},
-                "layers": [{"mediaType": DOCKER_LAYER, "size": len(blob), "digest": str(layer_digest)}],
+                "layers": [{"mediaType": DOCKER_LAYER, "size": layer.size, "digest": layer.digest}],
             },
             indent=3,
         ).encode()
@@ -208,15 +219,15 @@ class RegistryStorage:
         self._write(self.layout.key(TagCurrentLink(spec.repository, spec.tag)), link)
         return str(digest)
 
-    def layer_of(self, repository: str, tag: str) -> tuple[bytes, str]:
-        """The (gzip'd layer, diff_id) of a single-layer image written here."""
+    def layer_of(self, repository: str, tag: str) -> StoredLayer:
+        """The layer of a single-layer image written here (read from its manifest and config only)."""
         link = (self.root / self.layout.key(TagCurrentLink(repository, tag))).read_text()
         manifest = json.loads((self.root / self.layout.key(BlobData(Digest.parse(link)))).read_bytes())
         config = json.loads(
             (self.root / self.layout.key(BlobData(Digest.parse(manifest["config"]["digest"])))).read_bytes()
         )
-        blob = self.root / self.layout.key(BlobData(Digest.parse(manifest["layers"][0]["digest"])))
-        return blob.read_bytes(), config["rootfs"]["diff_ids"][0]
+        [layer] = manifest["layers"]
+        return StoredLayer(layer["digest"], int(layer["size"]), config["rootfs"]["diff_ids"][0])
 
 
 def _registry_layer(binary: Path, config_path: str, ca_pem: str) -> tuple[bytes, str]:
@@ -289,12 +300,16 @@ def build_storage(ca_pem: str, progress: bool = False) -> Path:
     }
     storage.image(
         ImageSpec(REGISTRY_REPOSITORY, "2", cmd=["serve", "/etc/docker/registry/config.yml"], **spec),
-        _registry_layer(Path(registry2), "/etc/docker/registry/config.yml", ca_pem),
+        storage.layer(
+            REGISTRY_REPOSITORY, _registry_layer(Path(registry2), "/etc/docker/registry/config.yml", ca_pem)
+        ),
     )
     if V3_BINARY.exists():
         storage.image(
             ImageSpec(REGISTRY_REPOSITORY, "3", cmd=["serve", "/etc/distribution/config.yml"], **spec),
-            _registry_layer(V3_BINARY, "/etc/distribution/config.yml", ca_pem),
+            storage.layer(
+                REGISTRY_REPOSITORY, _registry_layer(V3_BINARY, "/etc/distribution/config.yml", ca_pem)
+            ),
         )
     site = work.parent / f"awscli-{AWSCLI_VERSION}"
     if not (site / "awscli").exists():
@@ -304,7 +319,7 @@ def build_storage(ca_pem: str, progress: bool = False) -> Path:
             check=True,
         )  # fmt: skip
     storage.image(ImageSpec(AWS_CLI_REPOSITORY, "base", ["/usr/bin/python3.11", "-m", "awscli"], [], []),
-                  _aws_cli_layer(site))  # fmt: skip
+                  storage.layer(AWS_CLI_REPOSITORY, _aws_cli_layer(site)))  # fmt: skip
     (work / "complete").write_text(key)
     shutil.rmtree(done, ignore_errors=True)
     work.rename(done)
