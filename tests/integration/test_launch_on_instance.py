@@ -89,7 +89,6 @@ def world(tmp_path_factory):
             journal_arn = sm.create_secret(Name="regvault/registry-journal", SecretString=journal)["ARN"]
             emulator.client("iam").create_instance_profile(InstanceProfileName="regvault-instance")
             instance_id = launch_instance(ec2, profile="regvault-instance")
-            ec2.reboot_instances(InstanceIds=[instance_id])  # the agent registers with the profile's role
             host.register(instance_id)
             create_launch_document(emulator.client("ssm"))
             spec = LaunchSpec(

@@ -270,6 +270,39 @@ def test_cancel_command_while_in_progress_is_cancelled_and_kills_the_script(aws,
     wait_gone(pid)
 
 
+def test_list_commands_follows_the_run_and_a_stack_delete_cancels_the_launch_in_progress(aws, tmp_path):
+    from regvault.setup.custom_resource import Trigger, stop_running
+    from regvault.setup.steps import SetupConfig
+
+    # Given the launch document's command in progress on the instance
+    instance = launch(aws)
+    register(instance, tmp_path)
+    name = document(aws, "regvault-launch", [f"echo $$ > {tmp_path}/pid", "sleep 30"])
+    command_id = send(aws, instance, name)
+    wait_for(aws, command_id, instance, until={"InProgress"})
+    pid = int(wait_for_file(tmp_path / "pid"))
+    [listed] = aws.ssm.list_commands(InstanceId=instance)["Commands"]
+    assert listed["Status"] == "InProgress"  # moto alone says Success from the start
+
+    # When the stack is deleted: the custom resource stops what still runs
+    config = SetupConfig.from_properties(
+        {"Name": "s", "Region": "us-east-1", "InstanceId": instance, "BucketName": "b-bucket",
+         "LaunchDocument": "regvault-launch"}
+    )  # fmt: skip
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    machine = sfn.create_state_machine(
+        name="setup", definition='{"StartAt": "S", "States": {"S": {"Type": "Succeed"}}}',
+        roleArn="arn:aws:iam::123456789012:role/setup",
+    )["stateMachineArn"]  # fmt: skip
+    result = stop_running(Trigger(sfn=sfn, state_machine_arn=machine, ssm=aws.ssm), config)
+
+    # Then it cancelled the command, which ends Cancelled, script gone, and is listed so
+    assert result["cancelled"] == [command_id], result
+    assert wait_for(aws, command_id, instance)["Status"] == "Cancelled"
+    wait_gone(pid)
+    assert aws.ssm.list_commands(CommandId=command_id)["Commands"][0]["Status"] == "Cancelled"
+
+
 def test_cancel_command_of_an_unknown_command_is_invalid_command_id(aws):
     with pytest.raises(ClientError) as raised:
         aws.ssm.cancel_command(CommandId="00000000-0000-0000-0000-000000000000")
@@ -303,6 +336,18 @@ def test_command_stays_pending_until_the_agent_is_online_then_runs(aws, tmp_path
     answer = wait_for(aws, command_id, instance)
     assert (answer["Status"], answer["StandardOutputContent"]) == ("Success", "ran\n")
     assert marker.exists()
+
+
+def test_an_instance_launched_with_its_profile_is_online_at_boot(aws, tmp_path):
+    instance = aws.ec2.run_instances(
+        ImageId="ami-12c6146b", MinCount=1, MaxCount=1, IamInstanceProfile={"Arn": aws.profile}
+    )["Instances"][0]["InstanceId"]
+    assert instance in online_ids(aws)  # no reboot: the agent registered with the profile's role at boot
+    register(instance, tmp_path)
+    assert (
+        wait_for(aws, send(aws, instance, document(aws, "Boot", ["echo up"])), instance)["Status"]
+        == "Success"
+    )
 
 
 def test_command_runs_once_the_agents_back_off_has_run_out(aws, tmp_path, monkeypatch):

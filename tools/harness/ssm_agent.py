@@ -101,6 +101,10 @@ def model_ssm_agent() -> None:
     def instance_init(self: Any, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)
         AGENT.launched(self)
+        # RunInstances with IamInstanceProfile: moto associates the profile just after the instance, but
+        # the instance booted with it (its agent registers at boot)
+        if kwargs.get("iam_instance_profile_name") or kwargs.get("iam_instance_profile_arn"):
+            AGENT.profile_since.setdefault(self.id, AGENT.booted_at[self.id] - 1)
 
     def instance_reboot(self: Any) -> None:
         reboot(self)

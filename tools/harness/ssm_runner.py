@@ -215,6 +215,8 @@ class Invocation:
 
 
 _RUNS: dict[tuple[str, str], Invocation] = {}
+# a command over several instances: the first of these that any of its invocations has
+_COMMAND_STATUS_ORDER = ("InProgress", "Pending", "Cancelling", "Failed", "TimedOut", "Cancelled", "Success")
 
 
 def render(content: dict[str, Any], given: dict[str, str]) -> tuple[str, float]:
@@ -247,7 +249,7 @@ def render(content: dict[str, Any], given: dict[str, str]) -> tuple[str, float]:
 
 def install() -> None:
     """Patch moto's SSM in this process (idempotent): SendCommand, GetCommandInvocation, ListCommands'
-    status and CancelCommand."""
+    status (from the runs) and CancelCommand."""
     from moto.core.responses import ActionResult
     from moto.ec2.models import ec2_backends
     from moto.ssm.exceptions import SSMException as RESTError
@@ -257,6 +259,7 @@ def install() -> None:
     if getattr(SimpleSystemManagerBackend, "_regvault_runner", False):
         return
     send, get = SimpleSystemManagerBackend.send_command, SimpleSystemManagerBackend.get_command_invocation
+    listed = SimpleSystemManagerBackend.list_commands
 
     def online_check(backend: Any, instance_id: str) -> Callable[[], bool]:
         from harness.ssm_agent import AGENT
@@ -301,6 +304,17 @@ def install() -> None:
         run = _RUNS.get((command_id, instance_id))
         return run.response() if run is not None else get(self, command_id, instance_id, plugin_name)
 
+    def list_commands(self: Any, command_id: str | None, instance_id: str | None) -> Any:
+        """A command's status follows its invocations that run (moto's says Success from the start)."""
+        commands = listed(self, command_id, instance_id)
+        for command in commands:
+            statuses = {r.status for (cid, _), r in _RUNS.items() if cid == command.command_id}
+            if statuses:
+                command.status = command.status_details = next(
+                    (s for s in _COMMAND_STATUS_ORDER if s in statuses), "Success"
+                )
+        return commands
+
     def cancel_command(self: Any) -> Any:
         command_id = self._get_param("CommandId")
         self.ssm_backend.get_command_by_id(command_id)  # InvalidCommandId when unknown
@@ -312,5 +326,6 @@ def install() -> None:
 
     SimpleSystemManagerBackend.send_command = send_command  # type: ignore[method-assign,assignment]
     SimpleSystemManagerBackend.get_command_invocation = get_command_invocation  # type: ignore[method-assign]
+    SimpleSystemManagerBackend.list_commands = list_commands  # type: ignore[method-assign]
     SimpleSystemManagerResponse.cancel_command = cancel_command  # type: ignore[attr-defined]
     SimpleSystemManagerBackend._regvault_runner = True  # type: ignore[attr-defined]
