@@ -20,12 +20,10 @@ import yaml
 
 from harness.emulator import S3Emulator
 from harness.instance import TLS_NAME, engine_unavailable, harness_ca
-from harness.on_instance import InstanceHost, wait_for_command
+from harness.on_instance import InstanceHost, Launch, prepare_launch
 from harness.processes import Supervisor, free_port
-from harness.setup_local import create_launch_document, launch_instance
 from harness.stand_ins import V3_BINARY
 from regvault.setup.launch import LaunchSpec, explain_output
-from regvault.setup.secrets import ensure_tls_secret, ensure_user_secrets
 
 pytestmark = pytest.mark.skipif(engine_unavailable() is not None, reason=f"{engine_unavailable()}")
 PROBE = "docker/registry/v2/repositories/regvault-healthcheck/_manifests/tags/probe/current/link"
@@ -35,25 +33,16 @@ PROBE = "docker/registry/v2/repositories/regvault-healthcheck/_manifests/tags/pr
 class World:
     emulator: S3Emulator
     host: InstanceHost
-    instance_id: str
-    spec: LaunchSpec
+    setup: Launch
     journal_secret: str
-    htpasswd_secret: str
-    user: str
-    password: str
-    certificate: str
     outputs: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def spec(self) -> LaunchSpec:
+        return self.setup.spec
+
     def launch(self, **changes: Any) -> dict[str, Any]:
-        ssm = self.emulator.client("ssm")
-        spec = LaunchSpec(**{**self.spec.__dict__, **changes})
-        command = ssm.send_command(
-            InstanceIds=[self.instance_id],
-            DocumentName="regvault-launch",
-            Parameters=spec.document_parameters(),
-            TimeoutSeconds=600,
-        )["Command"]["CommandId"]
-        out = wait_for_command(ssm, command, self.instance_id, timeout=240)
+        out = self.setup.send(self.emulator.client("ssm"), **changes)
         self.outputs.append(out)
         # what SSM keeps of the command never holds the journal secret, whatever happened
         for part in ("StandardOutputContent", "StandardErrorContent"):
@@ -77,38 +66,18 @@ def world(tmp_path_factory):
         emulator = S3Emulator(supervisor, tls=harness_ca())
         host = InstanceHost(supervisor, workdir, emulator)
         try:
-            s3, sm, ec2 = emulator.client("s3"), emulator.client("secretsmanager"), emulator.client("ec2")
+            s3, sm = emulator.client("s3"), emulator.client("secretsmanager")
             bucket = f"regvault-launch-{secrets.token_hex(3)}"
             s3.create_bucket(Bucket=bucket)
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-            users = ensure_user_secrets(sm, "regvault", ["alice"])
-            tls = ensure_tls_secret(
-                sm, "regvault/registry-tls", ["localhost", TLS_NAME], ["127.0.0.1", "::1"]
-            )
             journal = secrets.token_urlsafe(30)
             journal_arn = sm.create_secret(Name="regvault/registry-journal", SecretString=journal)["ARN"]
-            emulator.client("iam").create_instance_profile(InstanceProfileName="regvault-instance")
-            instance_id = launch_instance(ec2, profile="regvault-instance")
-            host.register(instance_id)
-            create_launch_document(emulator.client("ssm"))
-            spec = LaunchSpec(
-                instance_id=instance_id,
-                bucket=bucket,
-                region="us-east-1",
-                root="",
-                port=free_port(),
-                htpasswd_secret=users.htpasswd_arn,
-                tls_secret=tls.arn,
-                # the registry's notifications go nowhere here (a closed loopback port); the header matters
-                journal_url=f"http://127.0.0.1:{free_port()}/journal",
-                journal_secret=journal_arn,
+            # the registry's notifications go nowhere here (a closed loopback port); the header matters
+            journal_url = f"http://127.0.0.1:{free_port()}/journal"
+            setup = prepare_launch(
+                emulator, host, bucket, user="alice", journal_url=journal_url, journal_secret=journal_arn
             )
-            passwords = json.loads(sm.get_secret_value(SecretId=users.users_arn)["SecretString"])["passwords"]
-            certificate = json.loads(sm.get_secret_value(SecretId=tls.arn)["SecretString"])["certificate"]
-            yield World(
-                emulator, host, instance_id, spec, journal, users.htpasswd_arn, "alice", passwords["alice"],
-                certificate,
-            )  # fmt: skip
+            yield World(emulator, host, setup, journal)
         finally:
             host.close()
 
@@ -150,12 +119,18 @@ def test_seed_client_docker_login_push_pull_and_tls_really_verified(world, tmp_p
         world.launch()
     # registry.regvault.test is ::1 in the instance: dockerd verifies TLS for it (not for 127.0.0.0/8)
     refused = instance.docker(
-        "login", "-u", world.user, "--password-stdin", f"{TLS_NAME}:{port}", input=world.password, check=False
+        "login",
+        "-u",
+        world.setup.user,
+        "--password-stdin",
+        f"{TLS_NAME}:{port}",
+        input=world.setup.password,
+        check=False,
     )
     assert refused.returncode != 0 and "x509" in refused.stderr
-    instance.trust(f"{TLS_NAME}:{port}", world.certificate)
+    instance.trust(f"{TLS_NAME}:{port}", world.setup.certificate)
     ok = instance.docker(
-        "login", "-u", world.user, "--password-stdin", f"{TLS_NAME}:{port}", input=world.password
+        "login", "-u", world.setup.user, "--password-stdin", f"{TLS_NAME}:{port}", input=world.setup.password
     )
     assert "Login Succeeded" in ok.stdout
     # an image built FROM scratch, several layers, pushed and pulled by tag and by digest
@@ -173,8 +148,15 @@ def test_seed_client_docker_login_push_pull_and_tls_really_verified(world, tmp_p
     instance.docker("rmi", ref)
     instance.docker("pull", ref)
     instance.docker("pull", f"{TLS_NAME}:{port}/team/seed@{digest}")
-    (tmp_path / "ca.pem").write_text(world.certificate)
-    curl = ["curl", "-sS", "--cacert", str(tmp_path / "ca.pem"), "-u", f"{world.user}:{world.password}"]
+    (tmp_path / "ca.pem").write_text(world.setup.certificate)
+    curl = [
+        "curl",
+        "-sS",
+        "--cacert",
+        str(tmp_path / "ca.pem"),
+        "-u",
+        f"{world.setup.user}:{world.setup.password}",
+    ]
     base = f"https://localhost:{port}/v2"
     catalog = subprocess.run([*curl, f"{base}/_catalog"], capture_output=True, text=True, check=True)
     assert "team/seed" in json.loads(catalog.stdout)["repositories"]
@@ -214,13 +196,13 @@ def test_failures_lead_with_their_own_line_and_never_show_the_journal_secret(wor
         "x-regvault-journal-secret:[<journal secret>]" in out["StandardOutputContent"]
     )  # redacted, not gone
     # a health-check password the registry refuses
-    original = sm.get_secret_value(SecretId=world.htpasswd_secret)["SecretString"]
+    original = sm.get_secret_value(SecretId=world.spec.htpasswd_secret)["SecretString"]
     wrong = {**json.loads(original), "healthcheck_password": "not-the-password"}
-    sm.put_secret_value(SecretId=world.htpasswd_secret, SecretString=json.dumps(wrong))
+    sm.put_secret_value(SecretId=world.spec.htpasswd_secret, SecretString=json.dumps(wrong))
     try:
         out = world.launch()
     finally:
-        sm.put_secret_value(SecretId=world.htpasswd_secret, SecretString=original)
+        sm.put_secret_value(SecretId=world.spec.htpasswd_secret, SecretString=original)
     reason = explain_output(out["StandardErrorContent"], out["StandardOutputContent"])
     assert out["Status"] == "Failed"
     assert reason.startswith("regvault: unhealthy: the registry refuses the health-check user's password"), (

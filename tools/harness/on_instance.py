@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from harness.emulator import ACCESS_KEY, SECRET_KEY, S3Emulator
-from harness.instance import EmulatedInstance, PublicEcr
-from harness.processes import HarnessError, Supervisor, wait_for_http
+from harness.instance import TLS_NAME, EmulatedInstance, PublicEcr
+from harness.processes import HarnessError, Supervisor, free_port, wait_for_http
+from harness.setup_local import LAUNCH_DOCUMENT, create_launch_document, launch_instance
+from regvault.setup.launch import CONTAINER_PATHS, LaunchSpec
+from regvault.setup.secrets import ensure_tls_secret, ensure_user_secrets
 
 
 def s3_overrides(emulator: S3Emulator) -> dict[str, Any]:
@@ -66,6 +70,65 @@ def wait_for_command(ssm: Any, command_id: str, instance_id: str, timeout: float
         if time.monotonic() > deadline:
             raise HarnessError(f"command {command_id} still {out['Status']} after {timeout} s")
         time.sleep(0.25)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a launch on the instance needs and gives: the command's spec, the user to log in with, the
+    registry's certificate."""
+
+    spec: LaunchSpec
+    user: str
+    password: str
+    certificate: str
+
+    def send(self, ssm: Any, timeout: float = 240, **changes: Any) -> dict[str, Any]:
+        """SendCommand (the launch document, this spec with ``changes``) and wait for its end."""
+        spec = replace(self.spec, **changes)
+        command = ssm.send_command(
+            InstanceIds=[spec.instance_id],
+            DocumentName=LAUNCH_DOCUMENT,
+            Parameters=spec.document_parameters(),
+            TimeoutSeconds=600,
+        )["Command"]["CommandId"]
+        return wait_for_command(ssm, command, spec.instance_id, timeout=timeout)
+
+    def registry(self, host: InstanceHost, workdir: Path) -> LaunchedRegistry:
+        config = CONTAINER_PATHS[self.spec.major]
+        return LaunchedRegistry(
+            host, workdir, self.spec.port, self.user, self.password, self.certificate, config
+        )
+
+
+def prepare_launch(
+    emulator: S3Emulator, host: InstanceHost, bucket: str, user: str = "admin", **spec: Any
+) -> Launch:
+    """Everything the setup would have made before its launch command, the direct way: the users and
+    TLS secrets (the certificate also names ``registry.regvault.test`` / ``::1``), an EC2 instance
+    launched with a profile and registered with ``host``, the launch document. ``spec``: LaunchSpec
+    fields (image, journal_url, ...)."""
+    sm = emulator.client("secretsmanager")
+    users = ensure_user_secrets(sm, "regvault", [user])
+    tls = ensure_tls_secret(sm, "regvault/registry-tls", ["localhost", TLS_NAME], ["127.0.0.1", "::1"])
+    emulator.client("iam").create_instance_profile(InstanceProfileName="regvault-instance")
+    instance_id = launch_instance(emulator.client("ec2"), profile="regvault-instance")
+    host.register(instance_id)
+    create_launch_document(emulator.client("ssm"))
+    launch_spec = LaunchSpec(
+        **{
+            "instance_id": instance_id,
+            "bucket": bucket,
+            "region": "us-east-1",
+            "root": "",
+            "port": free_port(),
+            "htpasswd_secret": users.htpasswd_arn,
+            "tls_secret": tls.arn,
+            **spec,
+        }
+    )
+    passwords = json.loads(sm.get_secret_value(SecretId=users.users_arn)["SecretString"])["passwords"]
+    certificate = json.loads(sm.get_secret_value(SecretId=tls.arn)["SecretString"])["certificate"]
+    return Launch(launch_spec, user, passwords[user], certificate)
 
 
 class LaunchedRegistry:
