@@ -20,7 +20,7 @@ import yaml
 
 from harness.emulator import S3Emulator
 from harness.instance import TLS_NAME, engine_unavailable, harness_ca
-from harness.on_instance import InstanceHost, Launch, prepare_launch
+from harness.on_instance import PRIVATE_ECR_HOST, InstanceHost, Launch, prepare_launch
 from harness.processes import Supervisor, free_port
 from harness.stand_ins import V3_BINARY
 from regvault.setup.launch import LaunchSpec, explain_output
@@ -226,3 +226,23 @@ def test_registry_3_launches_through_the_script(world):
     assert container["Config"]["Image"] == "public.ecr.aws/docker/library/registry:3"
     mounts = {m["Destination"] for m in container["Mounts"]}
     assert "/etc/distribution/config.yml" in mounts
+
+
+def test_a_private_ecr_mirror_is_logged_in_to_before_the_first_secret_read(world):
+    # Given the registry image mirrored into a private ECR (the instance has no internet egress)
+    image = f"{PRIVATE_ECR_HOST}/docker/library/registry:2"
+    out = world.launch(image=image)
+    # Then the script logs in with the instance role (aws-cli image, ECR's GetAuthorizationToken) first
+    assert out["Status"] == "Success", out["StandardOutputContent"][-2000:]
+    lines = out["StandardErrorContent"].splitlines()
+    assert lines[0] == f"regvault: logging in to {PRIVATE_ECR_HOST} (private ECR) with the instance role"
+    assert lines[1] == "regvault: fetching the htpasswd and TLS secrets with the instance role"
+    assert world.container()["Config"]["Image"] == image
+    # and an aws-cli image that is itself a private mirror, on an instance without its own aws CLI, is
+    # refused with the remedy before anything else happens
+    out = world.launch(aws_cli_image=f"{PRIVATE_ECR_HOST}/aws-cli/aws-cli:2.22.0")
+    reason = explain_output(out["StandardErrorContent"], out["StandardOutputContent"])
+    assert out["Status"] == "Failed"
+    assert reason.startswith("regvault: AwsCliImage is in a private ECR and this instance has no aws CLI"), (
+        reason
+    )

@@ -19,6 +19,8 @@ from harness.setup_local import LAUNCH_DOCUMENT, create_launch_document, launch_
 from regvault.setup.launch import CONTAINER_PATHS, LaunchSpec
 from regvault.setup.secrets import ensure_tls_secret, ensure_user_secrets
 
+PRIVATE_ECR_HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
 
 def s3_overrides(emulator: S3Emulator) -> dict[str, Any]:
     """What the instance's registry needs to reach the emulator (on EC2: nothing; the region and the
@@ -50,7 +52,14 @@ class InstanceHost:
         self.ecr = PublicEcr(supervisor, workdir, progress=progress)
         # the aws-cli stand-in reaches the emulator (Secrets Manager, ECR) with its keys: see stand_ins
         self.ecr.aws_cli_for(emulator.endpoint_url, ACCESS_KEY, SECRET_KEY)
-        self.instance = EmulatedInstance(supervisor, workdir, self.ecr, docker_running=docker_running)
+        # the stand-in answers as a private ECR registry too (a mirror, for instances without egress)
+        self.instance = EmulatedInstance(
+            supervisor,
+            workdir,
+            self.ecr,
+            docker_running=docker_running,
+            hosts=[f"{self.ecr.address} {PRIVATE_ECR_HOST}"],
+        )
 
     def register(self, instance_id: str) -> None:
         spec = {**self.instance.registration(), "s3": s3_overrides(self.emulator)}
